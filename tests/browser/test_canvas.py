@@ -1,0 +1,219 @@
+"""The built-in canvas page, driven end to end in headless Debian chromium.
+
+The real chat server runs as a subprocess on a free port; two browser contexts (two
+users, separate localStorage) join the same random channel and watch each other type.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+pw_api = pytest.importorskip("playwright.async_api")
+expect = pw_api.expect
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+REPO = Path(__file__).resolve().parents[2]
+FADE_SECONDS = 5.0
+SCREENSHOT = Path("/tmp/canvas.png")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Run `python -m chatserver.cli` (in-memory broker, anonymous auth) until /health answers."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASOCIAL_")}
+    env.update(
+        ASOCIAL_AUTH_MODE="anonymous",
+        ASOCIAL_MESSAGE_FADE_SECONDS=str(FADE_SECONDS),
+        ASOCIAL_LOG_FORMAT="text",
+    )
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chatserver.cli", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
+                try:
+                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"server did not become healthy:\n{log_path.read_text()}")
+                time.sleep(0.1)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[pw_api.Browser]:
+    async with pw_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def _open(browser: pw_api.Browser, url: str) -> tuple[pw_api.Page, str]:
+    """A page in its own context (its own localStorage, so its own uid), once connected."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(url)
+    await expect(page.locator("#status")).to_have_text("connected", timeout=10_000)
+    uid = await page.evaluate("localStorage.getItem('asocial.uid')")
+    assert isinstance(uid, str)
+    assert not errors
+    return page, uid
+
+
+async def _two_users(
+    browser: pw_api.Browser, base: str
+) -> tuple[pw_api.Page, str, pw_api.Page, str]:
+    channel = f"browser-{uuid.uuid4().hex[:10]}"
+    # both ways of naming the room: query string and fragment
+    page_a, uid_a = await _open(browser, f"{base}/?channel={channel}")
+    page_b, uid_b = await _open(browser, f"{base}/#{channel}")
+    assert uid_a != uid_b
+    for page in (page_a, page_b):
+        for uid in (uid_a, uid_b):
+            await expect(page.locator(f'#presence [data-user-id="{uid}"]')).to_be_visible()
+        await expect(page.locator("#count")).to_have_text("2")
+    return page_a, uid_a, page_b, uid_b
+
+
+def _rgb(hex_colour: str) -> str:
+    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgb({r}, {g}, {b})"
+
+
+async def test_typing_appears_at_the_same_world_position_and_fades(
+    browser: pw_api.Browser, server_url: str
+) -> None:
+    page_a, uid_a, page_b, _ = await _two_users(browser, server_url)
+
+    # A pans by (-100, -50) first: what is sent must be world coordinates, not screen ones
+    await page_a.mouse.move(600, 400)
+    await page_a.mouse.down()
+    await page_a.mouse.move(550, 375, steps=5)
+    await page_a.mouse.move(500, 350, steps=5)
+    await page_a.mouse.up()
+    await page_a.mouse.click(700, 420)
+
+    msg_b = page_b.locator(".msg")
+    for i, key in enumerate("hello", start=1):
+        await page_a.keyboard.type(key)
+        await expect(msg_b).to_have_text("hello"[:i])
+        await expect(msg_b).to_have_count(1)
+        if i == 1:  # tag the element: later keystrokes must update it, not replace it
+            await msg_b.evaluate("el => { el.dataset.probe = 'first' }")
+    seen_at = time.monotonic()
+    assert await msg_b.get_attribute("data-probe") == "first"
+    assert await msg_b.get_attribute("data-user-id") == uid_a
+
+    msg_a = page_a.locator(".msg")
+    await expect(msg_a).to_have_text("hello")
+    for attr, value in (("data-x", "800"), ("data-y", "470")):
+        assert await msg_a.get_attribute(attr) == value
+        assert await msg_b.get_attribute(attr) == value
+    assert await msg_b.evaluate("el => [el.style.left, el.style.top]") == ["800px", "470px"]
+    colour_a = await page_a.evaluate("localStorage.getItem('asocial.color')")
+    await expect(msg_b).to_have_css("color", _rgb(colour_a))
+
+    await page_b.bring_to_front()
+    await page_b.screenshot(path=SCREENSHOT)
+
+    await expect(msg_b).to_have_count(0, timeout=(FADE_SECONDS + 5) * 1000)
+    assert time.monotonic() - seen_at > FADE_SECONDS - 1.5, "faded long before 5 s"
+    await expect(msg_a).to_have_count(0, timeout=5_000)
+
+
+async def test_enter_starts_a_new_message_below(browser: pw_api.Browser, server_url: str) -> None:
+    page_a, _, page_b, _ = await _two_users(browser, server_url)
+    await page_a.mouse.click(300, 300)
+    await page_a.keyboard.type("one")
+    await page_a.keyboard.press("Enter")
+    await page_a.keyboard.type("two")
+    msgs = page_b.locator(".msg")
+    await expect(msgs).to_have_text(["one", "two"])
+    ids = {await m.get_attribute("data-message-id") for m in await msgs.all()}
+    assert len(ids) == 2
+    assert await msgs.nth(0).get_attribute("data-x") == await msgs.nth(1).get_attribute("data-x")
+    y0, y1 = [float(await msgs.nth(i).get_attribute("data-y") or "nan") for i in (0, 1)]
+    assert y1 > y0
+
+
+async def test_markup_is_shown_literally(browser: pw_api.Browser, server_url: str) -> None:
+    page_a, _, page_b, _ = await _two_users(browser, server_url)
+    text = "<b>bold</b> <img src=x onerror=window.pwned=1>"
+    await page_a.mouse.click(400, 300)
+    await page_a.keyboard.type(text)
+    msg_b = page_b.locator(".msg")
+    await expect(msg_b).to_have_text(text)
+    assert await page_b.locator(".msg b, .msg img").count() == 0
+    assert await page_b.evaluate("window.pwned") is None
+
+
+async def test_name_and_colour_changes_reach_the_other_user(
+    browser: pw_api.Browser, server_url: str
+) -> None:
+    page_a, uid_a, page_b, _ = await _two_users(browser, server_url)
+    await page_a.fill("#username", "Ada Lovelace")
+    await page_a.press("#username", "Enter")
+    entry = page_b.locator(f'#presence [data-user-id="{uid_a}"]')
+    await expect(entry).to_contain_text("Ada Lovelace")
+    await page_a.eval_on_selector(
+        "#color",
+        "el => { el.value = '#123456'; el.dispatchEvent(new Event('change', {bubbles: true})) }",
+    )
+    await expect(entry.locator(".dot")).to_have_css("background-color", "rgb(18, 52, 86)")
+    assert await page_a.evaluate("localStorage.getItem('asocial.username')") == "Ada Lovelace"
