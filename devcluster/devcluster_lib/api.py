@@ -1,0 +1,61 @@
+"""Minimal HTTPS client for the devcluster's kube-apiserver (standard library only)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import ssl
+from typing import Any
+
+from .certs import Pki
+
+
+class ApiClient:
+    def __init__(self, port: int, pki: Pki, user: str = "admin") -> None:
+        self.port = port
+        ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+        ctx.load_cert_chain(str(pki.client_cert(user)), str(pki.client_key(user)))
+        self._ctx = ctx
+
+    def request(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        conn = http.client.HTTPSConnection(
+            "127.0.0.1", self.port, context=self._ctx, timeout=timeout
+        )
+        try:
+            conn.request("GET", path, headers={"Accept": "application/json"})
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    def readyz(self) -> tuple[bool, str]:
+        """(ready, detail) of ``/readyz``; never raises."""
+        try:
+            status, body = self.request("/readyz", timeout=3.0)
+        except (OSError, http.client.HTTPException) as exc:
+            return False, f"unreachable: {exc}"
+        text = body.decode(errors="replace").strip()
+        return status == 200, text if status != 200 else "ok"
+
+    def get_json(self, path: str) -> dict[str, Any]:
+        status, body = self.request(path)
+        if status != 200:
+            raise RuntimeError(f"GET {path}: HTTP {status}: {body[:300]!r}")
+        result: dict[str, Any] = json.loads(body)
+        return result
+
+    def ready_nodes(self) -> list[str]:
+        nodes = self.get_json("/api/v1/nodes")
+        ready: list[str] = []
+        for node in nodes.get("items", []):
+            for cond in node.get("status", {}).get("conditions", []) or []:
+                if cond.get("type") == "Ready" and cond.get("status") == "True":
+                    ready.append(node["metadata"]["name"])
+        return ready
+
+    def exists(self, path: str) -> bool:
+        try:
+            status, _ = self.request(path)
+        except (OSError, http.client.HTTPException):
+            return False
+        return status == 200

@@ -1,0 +1,204 @@
+"""PKI for one devcluster instance, generated with the ``openssl`` command line tool."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
+KUBERNETES_SERVICE_IP = "10.96.0.1"
+CERT_DAYS = "3650"
+
+APISERVER_SANS = (
+    "DNS:localhost",
+    "DNS:kubernetes",
+    "DNS:kubernetes.default",
+    "DNS:kubernetes.default.svc",
+    "DNS:kubernetes.default.svc.cluster.local",
+    "IP:127.0.0.1",
+    f"IP:{KUBERNETES_SERVICE_IP}",
+)
+
+
+@dataclass(frozen=True)
+class ClientCert:
+    """A client certificate: CN is the user name, O the groups."""
+
+    name: str
+    common_name: str
+    organization: str | None = None
+
+
+CLIENTS = (
+    ClientCert("admin", "devcluster-admin", "system:masters"),
+    ClientCert("kube-controller-manager", "system:kube-controller-manager"),
+    ClientCert("kube-scheduler", "system:kube-scheduler"),
+    ClientCert("kwok", "devcluster-kwok", "system:masters"),
+    ClientCert("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"),
+)
+
+
+class Pki:
+    """Paths of the generated key material inside ``<state>/pki``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.root / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.root / "ca.key"
+
+    @property
+    def apiserver_cert(self) -> Path:
+        return self.root / "apiserver.crt"
+
+    @property
+    def apiserver_key(self) -> Path:
+        return self.root / "apiserver.key"
+
+    @property
+    def sa_key(self) -> Path:
+        return self.root / "sa.key"
+
+    @property
+    def sa_pub(self) -> Path:
+        return self.root / "sa.pub"
+
+    def client_cert(self, name: str) -> Path:
+        return self.root / f"{name}.crt"
+
+    def client_key(self, name: str) -> Path:
+        return self.root / f"{name}.key"
+
+    def complete(self) -> bool:
+        paths = [self.ca_cert, self.ca_key, self.apiserver_cert, self.apiserver_key]
+        paths += [self.sa_key, self.sa_pub]
+        for client in CLIENTS:
+            paths += [self.client_cert(client.name), self.client_key(client.name)]
+        return all(p.is_file() for p in paths)
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    exe = shutil.which("openssl")
+    if exe is None:
+        raise SystemExit("devcluster: the `openssl` command is required (apt-get install openssl)")
+    result = subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"devcluster: openssl {' '.join(args)} failed:\n{result.stderr}")
+
+
+def _ec_key(path: Path, cwd: Path) -> None:
+    _openssl(
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        str(path),
+        cwd=cwd,
+    )
+
+
+def _sign(pki: Pki, key: Path, cert: Path, subject: str, extensions: str) -> None:
+    ext_file = cert.with_suffix(".ext")
+    ext_file.write_text(extensions)
+    csr = cert.with_suffix(".csr")
+    _openssl("req", "-new", "-key", str(key), "-subj", subject, "-out", str(csr), cwd=pki.root)
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(pki.ca_cert),
+        "-CAkey",
+        str(pki.ca_key),
+        "-CAcreateserial",
+        "-days",
+        CERT_DAYS,
+        "-sha256",
+        "-extfile",
+        str(ext_file),
+        "-out",
+        str(cert),
+        cwd=pki.root,
+    )
+    csr.unlink()
+    ext_file.unlink()
+
+
+def generate(root: Path) -> Pki:
+    """Create CA, apiserver serving cert, client certs and the service-account key pair."""
+    pki = Pki(root)
+    if pki.complete():
+        return pki
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o700)
+    _ec_key(pki.ca_key, root)
+    _openssl(
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        str(pki.ca_key),
+        "-subj",
+        "/CN=devcluster-ca",
+        "-days",
+        CERT_DAYS,
+        "-sha256",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+        "-out",
+        str(pki.ca_cert),
+        cwd=root,
+    )
+    _ec_key(pki.apiserver_key, root)
+    _sign(
+        pki,
+        pki.apiserver_key,
+        pki.apiserver_cert,
+        "/CN=kube-apiserver",
+        "basicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+        f"subjectAltName={','.join(APISERVER_SANS)}\n",
+    )
+    for client in CLIENTS:
+        subject = f"/CN={client.common_name}"
+        if client.organization:
+            subject = f"/O={client.organization}{subject}"
+        key = pki.client_key(client.name)
+        _ec_key(key, root)
+        _sign(
+            pki,
+            key,
+            pki.client_cert(client.name),
+            subject,
+            "basicConstraints=critical,CA:FALSE\n"
+            "keyUsage=critical,digitalSignature,keyEncipherment\n"
+            "extendedKeyUsage=clientAuth\n",
+        )
+    _openssl(
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        str(pki.sa_key),
+        cwd=root,
+    )
+    _openssl("pkey", "-in", str(pki.sa_key), "-pubout", "-out", str(pki.sa_pub), cwd=root)
+    for path in root.iterdir():
+        if path.suffix == ".key":
+            path.chmod(0o600)
+    return pki

@@ -1,0 +1,394 @@
+"""Lifecycle of one devcluster instance: ``up``, ``down``, ``status``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from . import build, certs, config, kubeconfig, manifests, process
+from .api import ApiClient
+from .process import Proc
+
+# Start order; `down` stops in reverse.
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+PORT_ENV = {
+    "apiserver": "ASOCIAL_DEVCLUSTER_APISERVER_PORT",
+    "etcd": "ASOCIAL_DEVCLUSTER_ETCD_PORT",
+    "etcd_peer": "ASOCIAL_DEVCLUSTER_ETCD_PEER_PORT",
+    "controller_manager": "ASOCIAL_DEVCLUSTER_CONTROLLER_MANAGER_PORT",
+    "scheduler": "ASOCIAL_DEVCLUSTER_SCHEDULER_PORT",
+    "kwok": "ASOCIAL_DEVCLUSTER_KWOK_PORT",
+}
+
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+POD_CIDR = "10.244.0.0/16"
+
+
+def _log(message: str) -> None:
+    print(f"[devcluster] {message}", file=sys.stderr, flush=True)
+
+
+def _choose_ports() -> dict[str, int]:
+    """Ports from the environment, or free loopback ports picked by the kernel."""
+    ports: dict[str, int] = {}
+    with ExitStack() as stack:
+        for key, env in PORT_ENV.items():
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            wanted = int(os.environ.get(env, "0") or "0")
+            try:
+                sock.bind(("127.0.0.1", wanted))
+            except OSError as exc:
+                raise SystemExit(f"devcluster: port {wanted} ({env}) is not free: {exc}") from exc
+            ports[key] = int(sock.getsockname()[1])
+    return ports
+
+
+class Cluster:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or config.state_dir()
+        self.pki = certs.Pki(self.root / "pki")
+        self.logs = self.root / "logs"
+        self.state_file = self.root / "state.json"
+        self.kubeconfig = self.root / "kubeconfig"
+
+    # ----------------------------------------------------------------- state
+    def _load(self) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return data
+
+    def _save(self, data: dict[str, Any]) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(self.state_file)
+
+    def _procs(self, data: dict[str, Any]) -> list[Proc]:
+        found = data.get("processes", {})
+        return [Proc.from_json(name, found[name]) for name in COMPONENTS if name in found]
+
+    def kubectl_path(self) -> Path:
+        data = self._load()
+        if data and "bin_dir" in data:
+            return Path(data["bin_dir"]) / "kubectl"
+        return config.bin_dir() / "kubectl"
+
+    # ---------------------------------------------------------------- health
+    def healthy(self) -> tuple[bool, str]:
+        data = self._load()
+        if data is None:
+            return False, "not running (no state)"
+        procs = self._procs(data)
+        dead = [p.name for p in procs if not process.is_alive(p)]
+        if len(procs) != len(COMPONENTS) or dead:
+            return False, f"components not running: {dead or 'incomplete state'}"
+        ok, detail = ApiClient(data["ports"]["apiserver"], self.pki).readyz()
+        if not ok:
+            return False, f"apiserver not ready: {detail}"
+        return True, "ready"
+
+    # -------------------------------------------------------------------- up
+    def up(self) -> Path:
+        start = time.monotonic()
+        ok, detail = self.healthy()
+        if ok:
+            _log(f"already running and ready; kubeconfig: {self.kubeconfig}")
+            return self.kubeconfig
+        if self._load() is not None:
+            _log(f"stale state ({detail}); cleaning up first")
+            self.down(quiet=True)
+        if not build.is_built():
+            build.build()
+        bin_dir = config.bin_dir()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o700)
+        ports = _choose_ports()
+        data: dict[str, Any] = {
+            "version_key": config.VERSION_KEY,
+            "bin_dir": str(bin_dir),
+            "ports": ports,
+            "processes": {},
+            "kubeconfig": str(self.kubeconfig),
+        }
+        self._save(data)
+        try:
+            self._start(data, bin_dir, ports)
+        except BaseException:
+            _log("start failed; stopping what was started")
+            self.down(quiet=True, keep_logs=True)
+            raise
+        _log(
+            f"ready in {time.monotonic() - start:.1f}s: https://127.0.0.1:{ports['apiserver']}"
+            f"  kubeconfig: {self.kubeconfig}"
+        )
+        return self.kubeconfig
+
+    def _spawn(self, data: dict[str, Any], name: str, argv: list[str]) -> Proc:
+        proc = process.spawn(name, argv, self.logs / f"{name}.log", self.root)
+        data["processes"][name] = proc.to_json()
+        self._save(data)
+        return proc
+
+    def _check_alive(self, data: dict[str, Any]) -> None:
+        for proc in self._procs(data):
+            if not process.is_alive(proc):
+                log = self.logs / f"{proc.name}.log"
+                tail = ""
+                if log.exists():
+                    tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+                raise SystemExit(f"devcluster: {proc.name} exited; last log lines:\n{tail}")
+
+    def _wait(self, data: dict[str, Any], what: str, check: Any, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            self._check_alive(data)
+            done, last = check()
+            if done:
+                return
+            time.sleep(0.2)
+        raise SystemExit(f"devcluster: timed out after {timeout:.0f}s waiting for {what}: {last}")
+
+    def _start(self, data: dict[str, Any], bin_dir: Path, ports: dict[str, int]) -> None:
+        t0 = time.monotonic()
+        pki = certs.generate(self.root / "pki")
+        server = f"https://127.0.0.1:{ports['apiserver']}"
+        kubeconfig.write(
+            self.kubeconfig,
+            server=server,
+            ca_cert=pki.ca_cert,
+            client_cert=pki.client_cert("admin"),
+            client_key=pki.client_key("admin"),
+            user="devcluster-admin",
+            embed=True,
+        )
+        component_kc: dict[str, Path] = {}
+        for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
+            component_kc[name] = kubeconfig.write(
+                self.root / "kubeconfigs" / f"{name}.kubeconfig",
+                server=server,
+                ca_cert=pki.ca_cert,
+                client_cert=pki.client_cert(name),
+                client_key=pki.client_key(name),
+                user=name,
+                embed=False,
+            )
+        _log(f"certificates and kubeconfigs ready ({time.monotonic() - t0:.1f}s)")
+
+        etcd_data = self.root / "etcd"
+        etcd_url = f"http://127.0.0.1:{ports['etcd']}"
+        peer_url = f"http://127.0.0.1:{ports['etcd_peer']}"
+        self._spawn(
+            data,
+            "etcd",
+            [
+                str(bin_dir / "etcd"),
+                "--name=devcluster",
+                f"--data-dir={etcd_data}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=devcluster={peer_url}",
+                "--initial-cluster-state=new",
+                "--auto-compaction-retention=1",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+            ],
+        )
+        self._spawn(
+            data,
+            "kube-apiserver",
+            [
+                str(bin_dir / "kube-apiserver"),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={ports['apiserver']}",
+                f"--cert-dir={self.root / 'pki'}",
+                f"--tls-cert-file={pki.apiserver_cert}",
+                f"--tls-private-key-file={pki.apiserver_key}",
+                f"--client-ca-file={pki.ca_cert}",
+                "--authorization-mode=Node,RBAC",
+                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+                f"--service-account-key-file={pki.sa_pub}",
+                f"--service-account-signing-key-file={pki.sa_key}",
+                f"--service-cluster-ip-range={certs.SERVICE_CLUSTER_IP_RANGE}",
+                f"--kubelet-client-certificate={pki.client_cert('apiserver-kubelet-client')}",
+                f"--kubelet-client-key={pki.client_key('apiserver-kubelet-client')}",
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
+                "--endpoint-reconciler-type=none",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
+        api = ApiClient(ports["apiserver"], pki)
+        self._wait(data, "kube-apiserver /readyz", api.readyz, timeout=90)
+        _log(f"kube-apiserver ready ({time.monotonic() - t0:.1f}s)")
+
+        kcm_kc = str(component_kc["kube-controller-manager"])
+        self._spawn(
+            data,
+            "kube-controller-manager",
+            [
+                str(bin_dir / "kube-controller-manager"),
+                f"--kubeconfig={kcm_kc}",
+                f"--authentication-kubeconfig={kcm_kc}",
+                f"--authorization-kubeconfig={kcm_kc}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={ports['controller_manager']}",
+                f"--cert-dir={self.root / 'pki' / 'kube-controller-manager'}",
+                "--leader-elect=false",
+                "--controllers=*",
+                "--use-service-account-credentials=true",
+                f"--root-ca-file={pki.ca_cert}",
+                f"--service-account-private-key-file={pki.sa_key}",
+                f"--cluster-signing-cert-file={pki.ca_cert}",
+                f"--cluster-signing-key-file={pki.ca_key}",
+                f"--service-cluster-ip-range={certs.SERVICE_CLUSTER_IP_RANGE}",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+                "--pv-recycler-minimum-timeout-hostpath=60",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
+        sched_kc = str(component_kc["kube-scheduler"])
+        self._spawn(
+            data,
+            "kube-scheduler",
+            [
+                str(bin_dir / "kube-scheduler"),
+                f"--kubeconfig={sched_kc}",
+                f"--authentication-kubeconfig={sched_kc}",
+                f"--authorization-kubeconfig={sched_kc}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={ports['scheduler']}",
+                f"--cert-dir={self.root / 'pki' / 'kube-scheduler'}",
+                "--leader-elect=false",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
+        self._spawn(
+            data,
+            "kwok",
+            [
+                str(bin_dir / "kwok"),
+                f"--kubeconfig={component_kc['kwok']}",
+                f"--config={config.DEVCLUSTER_DIR / 'kwok' / 'stages.yaml'}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={manifests.KWOK_ANNOTATION_SELECTOR}",
+                f"--server-address=127.0.0.1:{ports['kwok']}",
+                f"--tls-cert-file={pki.apiserver_cert}",
+                f"--tls-private-key-file={pki.apiserver_key}",
+                "--node-ip=127.0.0.1",
+                f"--node-port={ports['kwok']}",
+                f"--cidr={POD_CIDR}",
+                "--node-lease-duration-seconds=40",
+            ],
+        )
+
+        bootstrap = self.root / "bootstrap.json"
+        bootstrap.write_text(json.dumps(manifests.bootstrap(self.root / "volumes"), indent=1))
+        result = subprocess.run(
+            [
+                str(bin_dir / "kubectl"),
+                f"--kubeconfig={self.kubeconfig}",
+                "create",
+                "-f",
+                str(bootstrap),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise SystemExit(f"devcluster: creating nodes/storage failed:\n{result.stderr}")
+        _log(f"nodes, StorageClass and PersistentVolumes created ({time.monotonic() - t0:.1f}s)")
+
+        wanted = set(manifests.node_names())
+
+        def nodes_ready() -> tuple[bool, str]:
+            ready = set(api.ready_nodes())
+            return wanted <= ready, f"ready nodes: {sorted(ready)}"
+
+        self._wait(data, "kwok nodes Ready", nodes_ready, timeout=60)
+
+        def default_sa() -> tuple[bool, str]:
+            found = api.exists("/api/v1/namespaces/default/serviceaccounts/default")
+            return found, "default ServiceAccount missing (kube-controller-manager)"
+
+        self._wait(data, "controllers", default_sa, timeout=60)
+        data["ready_seconds"] = round(time.monotonic() - t0, 1)
+        self._save(data)
+
+    # ------------------------------------------------------------------ down
+    def down(self, quiet: bool = False, keep_logs: bool = False) -> bool:
+        data = self._load()
+        if data is None:
+            if not quiet:
+                _log(f"not running (no state in {self.root})")
+            return True
+        procs = list(reversed(self._procs(data)))
+        alive = [p for p in procs if process.is_alive(p)]
+        stuck = process.stop(alive)
+        if stuck:
+            _log(f"could not stop: {stuck}; keeping state in {self.root}")
+            return False
+        if keep_logs:
+            for child in self.root.iterdir():
+                if child.name != "logs":
+                    if child.is_dir():
+                        shutil.rmtree(child, ignore_errors=True)
+                    else:
+                        child.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(self.root, ignore_errors=True)
+        if not quiet:
+            _log(f"stopped {len(alive)} processes and removed {self.root}")
+        return True
+
+    # ---------------------------------------------------------------- status
+    def status(self) -> tuple[bool, str]:
+        data = self._load()
+        if data is None:
+            return False, f"devcluster: not running (state dir {self.root})"
+        lines = [
+            f"state dir:  {self.root}",
+            f"kubeconfig: {self.kubeconfig}",
+            f"versions:   {data.get('version_key')}",
+        ]
+        all_alive = True
+        for proc in self._procs(data):
+            alive = process.is_alive(proc)
+            all_alive &= alive
+            lines.append(f"  {proc.name:<24} pid {proc.pid:<8} {'running' if alive else 'DEAD'}")
+        ports = data.get("ports", {})
+        lines.append("ports:      " + ", ".join(f"{k}={v}" for k, v in ports.items()))
+        api = ApiClient(int(ports.get("apiserver", 0)), self.pki)
+        ok, detail = api.readyz()
+        lines.append(f"apiserver /readyz: {detail}")
+        if ok:
+            try:
+                nodes = api.get_json("/api/v1/nodes").get("items", [])
+                ready = set(api.ready_nodes())
+                for node in nodes:
+                    name = node["metadata"]["name"]
+                    lines.append(f"  node {name:<20} {'Ready' if name in ready else 'NotReady'}")
+            except RuntimeError as exc:
+                lines.append(f"nodes: {exc}")
+        return all_alive and ok, "\n".join(lines)

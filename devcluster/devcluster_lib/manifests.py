@@ -1,0 +1,98 @@
+"""Objects created right after the API server is up: fake nodes, storage."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+KWOK_ANNOTATION_SELECTOR = f"{KWOK_ANNOTATION}=fake"
+STORAGE_CLASS = "standard"
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+def node_count() -> int:
+    return _env_int("ASOCIAL_DEVCLUSTER_NODES", 3)
+
+
+def pv_count() -> int:
+    return _env_int("ASOCIAL_DEVCLUSTER_PVS", 40)
+
+
+def node(name: str) -> dict[str, Any]:
+    resources = {"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {KWOK_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "node-role.kubernetes.io/agent": "",
+                "type": "kwok",
+            },
+        },
+        "spec": {},
+        "status": {
+            "allocatable": resources,
+            "capacity": resources,
+            "nodeInfo": {
+                "architecture": "amd64",
+                "operatingSystem": "linux",
+                "kubeletVersion": "fake",
+                "kubeProxyVersion": "fake",
+            },
+        },
+    }
+
+
+def storage_class() -> dict[str, Any]:
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": STORAGE_CLASS,
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": "kubernetes.io/no-provisioner",
+        "volumeBindingMode": "Immediate",
+        "reclaimPolicy": "Delete",
+    }
+
+
+def persistent_volume(index: int, volumes_dir: Path) -> dict[str, Any]:
+    name = f"devcluster-pv-{index:03d}"
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name, "labels": {"devcluster/pool": "static"}},
+        "spec": {
+            "capacity": {"storage": "10Gi"},
+            "accessModes": ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany"],
+            # Recycle: the PV controller scrubs a released volume with a recycler pod
+            # (completed by a kwok stage) and makes it Available again.
+            "persistentVolumeReclaimPolicy": "Recycle",
+            "storageClassName": STORAGE_CLASS,
+            "volumeMode": "Filesystem",
+            "hostPath": {"path": str(volumes_dir / name), "type": "DirectoryOrCreate"},
+        },
+    }
+
+
+def node_names() -> list[str]:
+    return [f"kwok-node-{i}" for i in range(node_count())]
+
+
+def bootstrap(volumes_dir: Path) -> dict[str, Any]:
+    items: list[dict[str, Any]] = [node(name) for name in node_names()]
+    items.append(storage_class())
+    items += [persistent_volume(i, volumes_dir) for i in range(pv_count())]
+    return {"apiVersion": "v1", "kind": "List", "items": items}
