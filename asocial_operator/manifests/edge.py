@@ -1,0 +1,146 @@
+"""What faces users: the Ingress, the optional frontend and the ServiceMonitor.
+
+Pure data; no I/O.
+"""
+
+from __future__ import annotations
+
+from asocial_operator import naming
+from asocial_operator.manifests import common
+
+NGINX = "nginx.ingress.kubernetes.io"
+
+
+def ingress_annotations(ctx: common.Context) -> dict[str, str]:
+    ing = ctx.spec.ingress
+    timeout = str(ing.proxy_timeout_seconds)
+    annotations = {
+        # WebSockets stay open for long; nginx's 60 s default would cut idle ones.
+        f"{NGINX}/proxy-read-timeout": timeout,
+        f"{NGINX}/proxy-send-timeout": timeout,
+        f"{NGINX}/proxy-http-version": "1.1",
+        # Per client IP: requests per minute.
+        f"{NGINX}/limit-rpm": str(ing.rate_limit_per_minute),
+    }
+    if ing.tls.enabled:
+        annotations[f"{NGINX}/ssl-redirect"] = "true"
+        if ing.tls.cluster_issuer:
+            annotations["cert-manager.io/cluster-issuer"] = ing.tls.cluster_issuer
+    annotations.update(ing.annotations)
+    return annotations
+
+
+def _path(path: str, service: str, port: int) -> common.Manifest:
+    return {
+        "path": path,
+        "pathType": "Prefix",
+        "backend": {"service": {"name": service, "port": {"number": port}}},
+    }
+
+
+def build_ingress(ctx: common.Context) -> common.Manifest | None:
+    ing, names = ctx.spec.ingress, ctx.names
+    if not ing.enabled:
+        return None
+    root = (
+        _path("/", names.frontend, 80)
+        if ctx.spec.frontend is not None
+        else _path("/", names.backend, common.BACKEND_PORT)
+    )
+    rule: common.Manifest = {
+        "http": {"paths": [_path("/api", names.backend, common.BACKEND_PORT), root]}
+    }
+    if ing.host:
+        rule = {"host": ing.host, **rule}
+    spec: common.Manifest = {"ingressClassName": ing.class_name, "rules": [rule]}
+    if ing.tls.enabled and ing.host:
+        spec["tls"] = [{"hosts": [ing.host], "secretName": ing.tls.secret_name or names.tls_secret}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": common.metadata(
+            ctx, names.ingress, naming.INGRESS, annotations=ingress_annotations(ctx)
+        ),
+        "spec": spec,
+    }
+
+
+def build_frontend(ctx: common.Context) -> list[common.Manifest]:
+    """Frontend Deployment and Service, or nothing when no frontend is configured."""
+    fe, names = ctx.spec.frontend, ctx.names
+    if fe is None:
+        return []
+    selector = naming.selector(ctx.name, naming.FRONTEND)
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": common.metadata(ctx, names.frontend, naming.FRONTEND),
+        "spec": {
+            "replicas": fe.replicas,
+            "selector": {"matchLabels": selector},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {"labels": naming.labels(ctx.name, naming.FRONTEND)},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "securityContext": common.restricted_pod_security(10001),
+                    "topologySpreadConstraints": common.topology_spread(selector),
+                    "containers": [
+                        {
+                            "name": "frontend",
+                            "image": fe.image,
+                            "ports": [
+                                {
+                                    "name": "http",
+                                    "containerPort": common.FRONTEND_PORT,
+                                    "protocol": "TCP",
+                                }
+                            ],
+                            "resources": fe.resources.as_dict(),
+                            "readinessProbe": {
+                                "httpGet": {"path": "/", "port": "http"},
+                                "periodSeconds": 5,
+                            },
+                            "livenessProbe": {
+                                "httpGet": {"path": "/", "port": "http"},
+                                "initialDelaySeconds": 10,
+                                "periodSeconds": 10,
+                            },
+                            "securityContext": common.restricted_container_security(),
+                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                        }
+                    ],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": common.metadata(ctx, names.frontend, naming.FRONTEND),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+    return [deployment, service]
+
+
+def build_service_monitor(ctx: common.Context, *, crd_installed: bool) -> common.Manifest | None:
+    """A Prometheus Operator ServiceMonitor, only when asked for and its CRD exists."""
+    if not (ctx.spec.monitoring.service_monitor and crd_installed):
+        return None
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": common.metadata(ctx, ctx.names.backend, naming.BACKEND),
+        "spec": {
+            "selector": {"matchLabels": naming.selector(ctx.name, naming.BACKEND)},
+            "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
+        },
+    }

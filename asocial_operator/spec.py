@@ -1,0 +1,399 @@
+"""The AsocialInstance spec as typed, immutable values with defaults.
+
+Pure: parses a mapping (the CR's ``spec``) into dataclasses; no I/O. The
+defaults mirror ``crds/asocialinstances.yaml`` (the API server applies those;
+these keep the operator correct for a spec that skipped defaulting), and a
+unit test checks that both agree. Errors raise :class:`SpecError` with a
+message that says which field to fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Literal, cast
+
+RedisMode = Literal["managed", "external"]
+AuthMode = Literal["anonymous", "jwt", "firebase"]
+
+DEFAULT_BACKEND_IMAGE = "ghcr.io/asocial/asocial-chat:0.1.0"
+DEFAULT_REDIS_IMAGE = "redis:7.2-alpine"
+
+
+class SpecError(ValueError):
+    """The spec cannot be deployed as written; the message names the field to fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    requests: Mapping[str, str]
+    limits: Mapping[str, str]
+
+    def as_dict(self) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        if self.requests:
+            out["requests"] = dict(self.requests)
+        if self.limits:
+            out["limits"] = dict(self.limits)
+        return out
+
+
+BACKEND_RESOURCES = Resources(
+    requests={"cpu": "100m", "memory": "64Mi"}, limits={"cpu": "1", "memory": "256Mi"}
+)
+REDIS_RESOURCES = Resources(
+    requests={"cpu": "100m", "memory": "128Mi"}, limits={"cpu": "500m", "memory": "512Mi"}
+)
+FRONTEND_RESOURCES = Resources(
+    requests={"cpu": "100m", "memory": "128Mi"}, limits={"cpu": "500m", "memory": "512Mi"}
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class SecretRef:
+    name: str
+    key: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    image: str = DEFAULT_BACKEND_IMAGE
+    replicas: int = 3
+    resources: Resources = BACKEND_RESOURCES
+    log_level: str = "INFO"
+    max_message_size: int = 4096
+    rate_limit_per_minute: int = 100
+    message_fade_seconds: int = 5
+    allowed_origins: tuple[str, ...] = ()
+    extra_env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Autoscaling:
+    enabled: bool = True
+    min_replicas: int = 3
+    max_replicas: int = 10
+    target_cpu: int = 70
+    target_memory: int = 80
+
+
+@dataclasses.dataclass(frozen=True)
+class Persistence:
+    enabled: bool = False
+    size: str = "5Gi"
+    storage_class_name: str | None = None
+    delete_claims_with_instance: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Sentinel:
+    hosts: tuple[str, ...]
+    master_name: str = "mymaster"
+    database: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Redis:
+    mode: RedisMode = "managed"
+    image: str = DEFAULT_REDIS_IMAGE
+    replicas: int = 1
+    resources: Resources = REDIS_RESOURCES
+    persistence: Persistence = Persistence()
+    url: str | None = None
+    sentinel: Sentinel | None = None
+    password_secret_ref: SecretRef | None = None
+
+    @property
+    def managed(self) -> bool:
+        return self.mode == "managed"
+
+    @property
+    def uses_sentinel(self) -> bool:
+        return (self.managed and self.replicas > 1) or self.sentinel is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class Firebase:
+    project_id: str
+    service_account: SecretRef | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Jwt:
+    secret: SecretRef | None = None
+    public_key: SecretRef | None = None
+    jwks_url: str | None = None
+    issuer: str | None = None
+    audience: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Auth:
+    mode: AuthMode = "anonymous"
+    required: bool = False
+    firebase: Firebase | None = None
+    jwt: Jwt | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Tls:
+    enabled: bool = False
+    cluster_issuer: str | None = None
+    secret_name: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Ingress:
+    enabled: bool = True
+    host: str | None = None
+    class_name: str = "nginx"
+    annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    rate_limit_per_minute: int = 100
+    proxy_timeout_seconds: int = 3600
+    tls: Tls = Tls()
+
+
+@dataclasses.dataclass(frozen=True)
+class Frontend:
+    image: str
+    replicas: int = 2
+    resources: Resources = FRONTEND_RESOURCES
+
+
+@dataclasses.dataclass(frozen=True)
+class Monitoring:
+    service_monitor: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceSpec:
+    paused: bool = False
+    backend: Backend = Backend()
+    autoscaling: Autoscaling = Autoscaling()
+    redis: Redis = Redis()
+    auth: Auth = Auth()
+    ingress: Ingress = Ingress()
+    frontend: Frontend | None = None
+    monitoring: Monitoring = Monitoring()
+
+
+def _obj(raw: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
+    value = raw.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{path}.{key} must be an object")
+    return value
+
+
+def _get(raw: Mapping[str, Any], key: str, default: Any, kind: type, path: str) -> Any:
+    value = raw.get(key, default)
+    if value is None:
+        return default
+    # bool is an int subclass: keep the two apart so `replicas: true` is an error.
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise SpecError(f"{path}.{key} must be an integer, got {value!r}")
+    if kind is not int and not isinstance(value, kind):
+        raise SpecError(f"{path}.{key} must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def _resources(raw: Mapping[str, Any], default: Resources, path: str) -> Resources:
+    if "resources" not in raw or raw["resources"] is None:
+        return default
+    res = _obj(raw, "resources", path)
+    # str() keeps quantities canonical ("1" not 1) so live objects compare equal.
+    return Resources(
+        requests={k: str(v) for k, v in _obj(res, "requests", f"{path}.resources").items()},
+        limits={k: str(v) for k, v in _obj(res, "limits", f"{path}.resources").items()},
+    )
+
+
+def _secret_ref(raw: Mapping[str, Any], key: str, default_key: str, path: str) -> SecretRef | None:
+    ref = raw.get(key)
+    if ref is None:
+        return None
+    if not isinstance(ref, Mapping) or not ref.get("name"):
+        raise SpecError(f"{path}.{key}.name is required (the Secret's name)")
+    return SecretRef(name=str(ref["name"]), key=str(ref.get("key") or default_key))
+
+
+def _backend(raw: Mapping[str, Any]) -> Backend:
+    p, d = "spec.backend", Backend()
+    env = raw.get("extraEnv") or []
+    extra: list[tuple[str, str]] = []
+    for item in env:
+        name = str(item.get("name", ""))
+        if not name:
+            raise SpecError(f"{p}.extraEnv entries need a name")
+        if name.startswith("ASOCIAL_REDIS_"):
+            raise SpecError(f"{p}.extraEnv must not set {name}: configure Redis via spec.redis")
+        extra.append((name, str(item.get("value", ""))))
+    return Backend(
+        image=_get(raw, "image", d.image, str, p),
+        replicas=_get(raw, "replicas", d.replicas, int, p),
+        resources=_resources(raw, BACKEND_RESOURCES, p),
+        log_level=_get(raw, "logLevel", d.log_level, str, p),
+        max_message_size=_get(raw, "maxMessageSize", d.max_message_size, int, p),
+        rate_limit_per_minute=_get(raw, "rateLimitPerMinute", d.rate_limit_per_minute, int, p),
+        message_fade_seconds=_get(raw, "messageFadeSeconds", d.message_fade_seconds, int, p),
+        allowed_origins=tuple(str(o) for o in raw.get("allowedOrigins") or ()),
+        extra_env=tuple(extra),
+    )
+
+
+def _autoscaling(raw: Mapping[str, Any]) -> Autoscaling:
+    p, d = "spec.autoscaling", Autoscaling()
+    result = Autoscaling(
+        enabled=_get(raw, "enabled", d.enabled, bool, p),
+        min_replicas=_get(raw, "minReplicas", d.min_replicas, int, p),
+        max_replicas=_get(raw, "maxReplicas", d.max_replicas, int, p),
+        target_cpu=_get(raw, "targetCPUUtilizationPercentage", d.target_cpu, int, p),
+        target_memory=_get(raw, "targetMemoryUtilizationPercentage", d.target_memory, int, p),
+    )
+    if result.min_replicas > result.max_replicas:
+        raise SpecError(f"{p}.minReplicas must be less than or equal to {p}.maxReplicas")
+    return result
+
+
+def _redis(raw: Mapping[str, Any]) -> Redis:
+    p, d = "spec.redis", Redis()
+    mode = _get(raw, "mode", d.mode, str, p)
+    if mode not in ("managed", "external"):
+        raise SpecError(f"{p}.mode must be managed or external, got {mode!r}")
+    pers = _obj(raw, "persistence", p)
+    pp, pd = f"{p}.persistence", Persistence()
+    sentinel: Sentinel | None = None
+    if raw.get("sentinel") is not None:
+        s = _obj(raw, "sentinel", p)
+        hosts = tuple(str(h) for h in s.get("hosts") or ())
+        if not hosts:
+            raise SpecError(f"{p}.sentinel.hosts needs at least one host:port")
+        sentinel = Sentinel(
+            hosts=hosts,
+            master_name=_get(s, "masterName", "mymaster", str, f"{p}.sentinel"),
+            database=_get(s, "database", 0, int, f"{p}.sentinel"),
+        )
+    result = Redis(
+        mode=cast(RedisMode, mode),
+        image=_get(raw, "image", d.image, str, p),
+        replicas=_get(raw, "replicas", d.replicas, int, p),
+        resources=_resources(raw, REDIS_RESOURCES, p),
+        persistence=Persistence(
+            enabled=_get(pers, "enabled", pd.enabled, bool, pp),
+            size=_get(pers, "size", pd.size, str, pp),
+            storage_class_name=_get(pers, "storageClassName", None, str, pp),
+            delete_claims_with_instance=_get(
+                pers, "deleteClaimsWithInstance", pd.delete_claims_with_instance, bool, pp
+            ),
+        ),
+        url=_get(raw, "url", None, str, p),
+        sentinel=sentinel,
+        password_secret_ref=_secret_ref(raw, "passwordSecretRef", "password", p),
+    )
+    if result.mode == "external" and not (result.url or result.sentinel):
+        raise SpecError(f"{p}.mode external needs {p}.url or {p}.sentinel")
+    if result.url and result.sentinel:
+        raise SpecError(f"set either {p}.url or {p}.sentinel, not both")
+    if result.managed and (result.url or result.sentinel or result.password_secret_ref):
+        raise SpecError(f"{p}.url, .sentinel and .passwordSecretRef are only for mode external")
+    if result.managed and result.replicas not in (1, 3, 5):
+        raise SpecError(f"{p}.replicas must be 1 (standalone), 3 or 5 (Sentinel)")
+    return result
+
+
+def _auth(raw: Mapping[str, Any]) -> Auth:
+    p, d = "spec.auth", Auth()
+    mode = _get(raw, "mode", d.mode, str, p)
+    if mode not in ("anonymous", "jwt", "firebase"):
+        raise SpecError(f"{p}.mode must be anonymous, jwt or firebase, got {mode!r}")
+    firebase: Firebase | None = None
+    if raw.get("firebase") is not None:
+        fb = _obj(raw, "firebase", p)
+        firebase = Firebase(
+            project_id=_get(fb, "projectId", "", str, f"{p}.firebase"),
+            service_account=_secret_ref(
+                fb, "serviceAccountSecretRef", "service-account.json", f"{p}.firebase"
+            ),
+        )
+    jwt: Jwt | None = None
+    if raw.get("jwt") is not None:
+        j = _obj(raw, "jwt", p)
+        jp = f"{p}.jwt"
+        jwt = Jwt(
+            secret=_secret_ref(j, "secretRef", "secret", jp),
+            public_key=_secret_ref(j, "publicKeySecretRef", "public.pem", jp),
+            jwks_url=_get(j, "jwksUrl", None, str, jp),
+            issuer=_get(j, "issuer", None, str, jp),
+            audience=_get(j, "audience", None, str, jp),
+        )
+    result = Auth(
+        mode=cast(AuthMode, mode),
+        required=_get(raw, "required", d.required, bool, p),
+        firebase=firebase,
+        jwt=jwt,
+    )
+    if result.mode == "firebase" and not (firebase and firebase.project_id):
+        raise SpecError(f"{p}.mode firebase needs {p}.firebase.projectId")
+    if result.mode == "jwt" and not (jwt and (jwt.secret or jwt.public_key or jwt.jwks_url)):
+        raise SpecError(f"{p}.mode jwt needs {p}.jwt.secretRef, .publicKeySecretRef or .jwksUrl")
+    if result.mode == "anonymous" and result.required:
+        raise SpecError(f"{p}.required cannot be true with {p}.mode anonymous")
+    return result
+
+
+def _ingress(raw: Mapping[str, Any]) -> Ingress:
+    p, d = "spec.ingress", Ingress()
+    t = _obj(raw, "tls", p)
+    tp = f"{p}.tls"
+    tls = Tls(
+        enabled=_get(t, "enabled", False, bool, tp),
+        cluster_issuer=_get(t, "clusterIssuer", None, str, tp),
+        secret_name=_get(t, "secretName", None, str, tp),
+    )
+    result = Ingress(
+        enabled=_get(raw, "enabled", d.enabled, bool, p),
+        host=_get(raw, "host", None, str, p),
+        class_name=_get(raw, "className", d.class_name, str, p),
+        annotations={str(k): str(v) for k, v in _obj(raw, "annotations", p).items()},
+        rate_limit_per_minute=_get(raw, "rateLimitPerMinute", d.rate_limit_per_minute, int, p),
+        proxy_timeout_seconds=_get(raw, "proxyTimeoutSeconds", d.proxy_timeout_seconds, int, p),
+        tls=tls,
+    )
+    if tls.enabled and not result.host:
+        raise SpecError(f"{p}.host is required when {tp}.enabled is true")
+    return result
+
+
+def _frontend(raw: Mapping[str, Any] | None) -> Frontend | None:
+    if raw is None:
+        return None
+    p = "spec.frontend"
+    image = _get(raw, "image", "", str, p)
+    if not image:
+        raise SpecError(f"{p}.image is required when a frontend is configured")
+    return Frontend(
+        image=image,
+        replicas=_get(raw, "replicas", 2, int, p),
+        resources=_resources(raw, FRONTEND_RESOURCES, p),
+    )
+
+
+def parse(raw: Mapping[str, Any] | None) -> InstanceSpec:
+    """Parse a CR ``spec`` (defaulted or not) into an :class:`InstanceSpec`."""
+    raw = raw or {}
+    frontend = raw.get("frontend")
+    return InstanceSpec(
+        paused=_get(raw, "paused", False, bool, "spec"),
+        backend=_backend(_obj(raw, "backend", "spec")),
+        autoscaling=_autoscaling(_obj(raw, "autoscaling", "spec")),
+        redis=_redis(_obj(raw, "redis", "spec")),
+        auth=_auth(_obj(raw, "auth", "spec")),
+        ingress=_ingress(_obj(raw, "ingress", "spec")),
+        frontend=_frontend(_obj(raw, "frontend", "spec") if frontend is not None else None),
+        monitoring=Monitoring(
+            service_monitor=_get(
+                _obj(raw, "monitoring", "spec"), "serviceMonitor", False, bool, "spec.monitoring"
+            )
+        ),
+    )

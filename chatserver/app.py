@@ -1,0 +1,141 @@
+"""The ASGI application: routes, middleware and the lifespan that owns the runtime.
+
+``create_app(settings)`` builds everything but connects nothing; the lifespan starts the
+broker and the presence heartbeat and, on the way out, drains connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI, WebSocket
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chatserver import logs, session
+from chatserver.auth import Authenticator
+from chatserver.broker import create_broker
+from chatserver.hub import Hub
+from chatserver.limits import MessageLimiter
+from chatserver.metrics import Metrics
+from chatserver.presence import Presence
+from chatserver.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+KNOWN_PATHS = frozenset({"/", "/health", "/ready", "/metrics"})
+
+
+def build_runtime(settings: Settings) -> session.Runtime:
+    """Construct (not connect) every shared part; raises on unusable settings."""
+    metrics = Metrics()
+    broker = create_broker(settings, metrics)
+    return session.Runtime(
+        settings=settings,
+        metrics=metrics,
+        broker=broker,
+        hub=Hub(broker, metrics),
+        presence=Presence(broker, ttl_s=settings.presence_ttl_seconds),
+        auth=Authenticator(settings),
+        limiter=MessageLimiter(broker, per_minute=settings.rate_limit_per_minute),
+    )
+
+
+class RequestObserver:
+    """Pure ASGI middleware: request duration by handler and status, and a correlation id
+    (``X-Request-ID``, taken from the request or made) on the response and in the logs."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        path = scope["path"]
+        handler = (
+            path if path in KNOWN_PATHS else "/static" if path.startswith("/static/") else "other"
+        )
+        status = 500
+        token = logs.correlation_id.set(request_id)
+        start = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - start
+            self.metrics.http_duration.labels(handler, str(status)).observe(elapsed)
+            logs.correlation_id.reset(token)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    runtime = build_runtime(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.broker.start()
+        heartbeat = asyncio.create_task(runtime.presence.run(), name="presence-heartbeat")
+        log.info("chat server started", extra={"broker": type(runtime.broker).__name__})
+        try:
+            yield
+        finally:
+            await runtime.drain(settings.shutdown_grace_seconds)
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            await runtime.broker.close()
+            log.info("chat server stopped")
+
+    app = FastAPI(title="Asocial chat", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.runtime = runtime
+    app.add_middleware(RequestObserver, metrics=runtime.metrics)
+
+    @app.get("/health")
+    async def health() -> dict[str, object]:
+        return {"status": "ok", "timestamp": int(time.time() * 1000)}
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        checks = dict(await runtime.broker.checks())
+        checks["accepting"] = not runtime.draining
+        ok = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "unavailable", "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.websocket("/api/chat")
+    async def chat(websocket: WebSocket) -> None:
+        await session.serve(runtime, websocket)
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+    return app

@@ -1,0 +1,160 @@
+"""Authentication: a token (or, when allowed, a client-chosen uid) → a user id.
+
+Modes: ``firebase`` (firebase-admin, honours FIREBASE_AUTH_EMULATOR_HOST), ``jwt``
+(HS256 secret, RS256 public key or a JWKS URL, with ``exp``/``iss``/``aud`` checked) and
+``anonymous``. When a token is presented it must be valid and the identity comes from
+it alone. May use: ``settings``, ``protocol``. Token verification that may block
+(JWKS fetches, key downloads) runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+
+from chatserver.protocol import valid_user_id
+from chatserver.settings import AuthMode, Settings, read_secret
+
+log = logging.getLogger(__name__)
+
+
+class AuthError(Exception):
+    """The connection may not join; ``reason`` is a short stable label for metrics."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class AuthConfigError(ValueError):
+    """The server's auth settings cannot work; the message says which variable to fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Principal:
+    user_id: str
+    authenticated: bool
+    name: str | None = None
+
+
+Verifier = Callable[[str], dict[str, Any]]
+
+
+class Authenticator:
+    def __init__(self, settings: Settings) -> None:
+        self.mode = settings.auth_mode
+        self.required = settings.auth_required and settings.auth_mode != AuthMode.ANONYMOUS
+        self._verify: Verifier | None = None
+        if settings.auth_mode == AuthMode.JWT:
+            self._verify = _jwt_verifier(settings)
+        elif settings.auth_mode == AuthMode.FIREBASE:
+            self._verify = _firebase_verifier(settings)
+
+    async def authenticate(self, *, token: str | None, uid: str | None) -> Principal:
+        if self._verify is not None and token:
+            claims = await asyncio.to_thread(self._verify, token)
+            subject = claims.get("uid") or claims.get("sub")
+            if not isinstance(subject, str) or not valid_user_id(subject):
+                raise AuthError("no_subject", "token has no usable subject ('sub') claim")
+            name = claims.get("name")
+            return Principal(subject, True, name if isinstance(name, str) else None)
+        if self.required:
+            raise AuthError("missing_token", "a token is required: pass ?token= or a Bearer token")
+        if not uid or not valid_user_id(uid):
+            raise AuthError(
+                "invalid_uid", "query parameter 'uid' must be 1-128 letters, digits or _.:@|+=-"
+            )
+        return Principal(uid, False)
+
+
+def _jwt_verifier(settings: Settings) -> Verifier:
+    secret = read_secret(settings.jwt_secret, settings.jwt_secret_file)
+    options: dict[str, Any] = {"require": ["exp", "sub"]}
+    audience, issuer = settings.jwt_audience, settings.jwt_issuer
+    if not audience:
+        options["verify_aud"] = False
+    if settings.jwt_jwks_url:
+        jwks = jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True, lifespan=300)
+
+        def key_for(token: str) -> Any:
+            return jwks.get_signing_key_from_jwt(token).key
+
+        algorithms = ["RS256", "ES256", "PS256"]
+    elif settings.jwt_public_key_file:
+        public_key = settings.jwt_public_key_file.read_text(encoding="utf-8")
+
+        def key_for(token: str) -> Any:
+            return public_key
+
+        algorithms = ["RS256", "ES256", "PS256"]
+    elif secret:
+
+        def key_for(token: str) -> Any:
+            return secret
+
+        algorithms = ["HS256"]
+    else:
+        raise AuthConfigError(
+            "ASOCIAL_AUTH_MODE=jwt needs one of ASOCIAL_JWT_SECRET(_FILE), "
+            "ASOCIAL_JWT_PUBLIC_KEY_FILE or ASOCIAL_JWT_JWKS_URL"
+        )
+
+    def verify(token: str) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key_for(token),
+                algorithms=algorithms,
+                audience=audience,
+                issuer=issuer,
+                options=options,  # type: ignore[arg-type]
+                leeway=30,
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthError("expired", "token has expired; sign in again") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise AuthError("bad_audience", "token audience is not accepted here") from exc
+        except jwt.InvalidIssuerError as exc:
+            raise AuthError("bad_issuer", "token issuer is not accepted here") from exc
+        except jwt.PyJWKClientError as exc:
+            raise AuthError("no_key", "token signing key is unknown") from exc
+        except jwt.InvalidTokenError as exc:
+            raise AuthError("invalid", f"token is invalid: {type(exc).__name__}") from exc
+        return claims
+
+    return verify
+
+
+def _firebase_verifier(settings: Settings) -> Verifier:
+    import firebase_admin
+    from firebase_admin import auth, credentials
+
+    if not settings.firebase_project_id:
+        raise AuthConfigError("ASOCIAL_AUTH_MODE=firebase needs ASOCIAL_FIREBASE_PROJECT_ID")
+    credential = None
+    if settings.firebase_credentials_file is not None:
+        credential = credentials.Certificate(str(settings.firebase_credentials_file))
+    app = firebase_admin.initialize_app(
+        credential,
+        options={"projectId": settings.firebase_project_id},
+        name=f"asocial-{id(settings)}",
+    )
+
+    def verify(token: str) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = auth.verify_id_token(token, app=app, clock_skew_seconds=30)
+        except auth.ExpiredIdTokenError as exc:
+            raise AuthError("expired", "token has expired; sign in again") from exc
+        except (auth.InvalidIdTokenError, ValueError) as exc:
+            raise AuthError("invalid", "token is not a valid Firebase ID token") from exc
+        except firebase_admin.exceptions.FirebaseError as exc:
+            raise AuthError("unavailable", "cannot verify the token now; try again") from exc
+        return claims
+
+    return verify

@@ -1,0 +1,84 @@
+"""The broker interface shared by every implementation."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+
+from chatserver.protocol import Member
+
+MessageHandler = Callable[[str, bytes], None]
+"""Called with (channel, encoded frame) for every message published to a subscribed channel."""
+
+RECENT_CAP = 500
+"""Most messages kept per channel for late joiners."""
+
+
+class BrokerUnavailable(Exception):
+    """The broker cannot be reached now; the operation may succeed later."""
+
+
+class Broker(abc.ABC):
+    """Publish/subscribe plus the small shared state a chat room needs."""
+
+    def __init__(self) -> None:
+        self._handler: MessageHandler | None = None
+
+    def set_handler(self, handler: MessageHandler) -> None:
+        self._handler = handler
+
+    def _deliver(self, channel: str, data: bytes) -> None:
+        if self._handler is not None:
+            self._handler(channel, data)
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Begin connecting; never fails because the backend is down (see ``checks``)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release every connection."""
+
+    @abc.abstractmethod
+    async def checks(self) -> Mapping[str, bool]:
+        """Readiness checks by name, e.g. ``{"broker": True, "subscriber": True}``."""
+
+    @abc.abstractmethod
+    async def subscribe(self, channel: str) -> None:
+        """Receive the channel's messages from now on (idempotent)."""
+
+    @abc.abstractmethod
+    async def unsubscribe(self, channel: str) -> None: ...
+
+    @abc.abstractmethod
+    async def publish(self, channel: str, data: bytes) -> None:
+        """Send to every subscriber of the channel, this process included."""
+
+    @abc.abstractmethod
+    async def publish_recent(
+        self, channel: str, *, key: str, data: bytes, timestamp_ms: int, keep_ms: int
+    ) -> None:
+        """Publish, and keep the newest frame per ``key`` for ``keep_ms`` for late joiners."""
+
+    @abc.abstractmethod
+    async def recent(self, channel: str, *, since_ms: int) -> list[bytes]:
+        """Frames kept by ``publish_recent`` newer than ``since_ms``, oldest first."""
+
+    @abc.abstractmethod
+    async def presence_set(
+        self, channel: str, *, key: str, member: Member, expires_ms: int
+    ) -> None:
+        """Record (or refresh) one connection's presence until ``expires_ms``."""
+
+    @abc.abstractmethod
+    async def presence_remove(self, channel: str, *, key: str) -> None: ...
+
+    @abc.abstractmethod
+    async def presence_list(self, channel: str, *, now_ms: int) -> list[Member]:
+        """Live presence records, one per connection (a user may appear more than once)."""
+
+    @abc.abstractmethod
+    async def presence_sweep(self, channel: str, *, now_ms: int) -> list[Member]:
+        """Remove records expired by ``now_ms`` and return them."""
+
+    @abc.abstractmethod
+    async def count(self, key: str, *, window_s: int) -> int:
+        """Increment a counter that lives ``window_s`` seconds from its first increment."""

@@ -1,0 +1,80 @@
+"""In-memory broker for a single process (the default without ``ASOCIAL_REDIS_URL``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+
+from chatserver.broker.base import RECENT_CAP, Broker
+from chatserver.protocol import Member
+
+
+class MemoryBroker(Broker):
+    def __init__(self) -> None:
+        super().__init__()
+        self._subscribed: set[str] = set()
+        self._recent: dict[str, OrderedDict[str, tuple[int, bytes]]] = {}
+        self._presence: dict[str, dict[str, tuple[int, Member]]] = {}
+        self._counters: dict[str, tuple[float, int]] = {}
+
+    async def checks(self) -> Mapping[str, bool]:
+        return {"broker": True, "subscriber": True}
+
+    async def subscribe(self, channel: str) -> None:
+        self._subscribed.add(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._subscribed.discard(channel)
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        if channel in self._subscribed:
+            # Deliver on the next loop turn, as a network broker would, never re-entrantly.
+            asyncio.get_running_loop().call_soon(self._deliver, channel, data)
+
+    async def publish_recent(
+        self, channel: str, *, key: str, data: bytes, timestamp_ms: int, keep_ms: int
+    ) -> None:
+        buffer = self._recent.setdefault(channel, OrderedDict())
+        buffer.pop(key, None)
+        buffer[key] = (timestamp_ms, data)
+        cutoff = timestamp_ms - keep_ms
+        while buffer and (len(buffer) > RECENT_CAP or next(iter(buffer.values()))[0] < cutoff):
+            buffer.popitem(last=False)
+        await self.publish(channel, data)
+
+    async def recent(self, channel: str, *, since_ms: int) -> list[bytes]:
+        buffer = self._recent.get(channel, OrderedDict())
+        return [data for ts, data in buffer.values() if ts > since_ms]
+
+    async def presence_set(
+        self, channel: str, *, key: str, member: Member, expires_ms: int
+    ) -> None:
+        self._presence.setdefault(channel, {})[key] = (expires_ms, member)
+
+    async def presence_remove(self, channel: str, *, key: str) -> None:
+        room = self._presence.get(channel)
+        if room is not None:
+            room.pop(key, None)
+            if not room:
+                del self._presence[channel]
+
+    async def presence_list(self, channel: str, *, now_ms: int) -> list[Member]:
+        room = self._presence.get(channel, {})
+        return [member for expires, member in room.values() if expires > now_ms]
+
+    async def presence_sweep(self, channel: str, *, now_ms: int) -> list[Member]:
+        room = self._presence.get(channel, {})
+        expired = [key for key, (expires, _) in room.items() if expires <= now_ms]
+        return [room.pop(key)[1] for key in expired]
+
+    async def count(self, key: str, *, window_s: int) -> int:
+        now = time.monotonic()
+        started, value = self._counters.get(key, (now, 0))
+        if now - started >= window_s:
+            started, value = now, 0
+        self._counters[key] = (started, value + 1)
+        if len(self._counters) > 100_000:
+            self._counters = {k: v for k, v in self._counters.items() if now - v[0] < window_s}
+        return value + 1

@@ -1,0 +1,287 @@
+"""Redis broker: pub/sub per channel, presence and replay buffers, rate counters.
+
+One PubSub connection per process subscribes to exactly the channels that have local
+connections. It is read with a finite timeout, pinged when idle, and re-created with
+exponential backoff and jitter after any failure, re-subscribing every channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import RedisError
+
+from chatserver.broker import redis_url
+from chatserver.broker.base import RECENT_CAP, Broker, BrokerUnavailable
+from chatserver.metrics import Metrics
+from chatserver.protocol import Member
+
+log = logging.getLogger(__name__)
+
+PREFIX = "asocial"
+CONTROL_CHANNEL = f"{PREFIX}:control"
+SUBSCRIBE_WAIT_S = 2.0
+BACKOFF_BASE_S = 0.2
+BACKOFF_CAP_S = 5.0
+
+# KEYS: hash, zset, pubsub channel. ARGV: key, data, ts, cutoff, ttl_ms, cap
+_PUBLISH_RECENT = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[4], 'LIMIT', 0, 100)
+local extra = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[6])
+if extra > 0 then
+  for _, k in ipairs(redis.call('ZRANGE', KEYS[2], 0, extra - 1)) do table.insert(old, k) end
+end
+if #old > 0 then
+  redis.call('ZREM', KEYS[2], unpack(old))
+  redis.call('HDEL', KEYS[1], unpack(old))
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return redis.call('PUBLISH', KEYS[3], ARGV[2])
+"""
+
+# KEYS: hash, zset. ARGV: lower bound (exclusive) of the scores to return
+_LIVE = """
+local keys = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf')
+if #keys == 0 then return {} end
+return redis.call('HMGET', KEYS[1], unpack(keys))
+"""
+
+# KEYS: hash, zset. ARGV: now
+_SWEEP = """
+local keys = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+if #keys == 0 then return {} end
+local values = redis.call('HMGET', KEYS[1], unpack(keys))
+redis.call('ZREM', KEYS[2], unpack(keys))
+redis.call('HDEL', KEYS[1], unpack(keys))
+return values
+"""
+
+# KEYS: hash, zset. ARGV: key, member, expires, ttl_ms
+_PRESENCE_SET = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
+
+def _chan(channel: str) -> str:
+    return f"{PREFIX}:chan:{channel}"
+
+
+def _member_bytes(member: Member) -> bytes:
+    return orjson.dumps(member.as_dict())
+
+
+def _members(values: list[Any]) -> list[Member]:
+    out = []
+    for raw in values:
+        if raw is None:
+            continue
+        data = orjson.loads(raw)
+        out.append(Member(data["user_id"], data.get("username"), data.get("color")))
+    return out
+
+
+def connect(url: str, *, password: str | None) -> aioredis.Redis:
+    """A client for a redis://, rediss:// or redis+sentinel:// URL (raises RedisURLError)."""
+    options: dict[str, Any] = {
+        "socket_connect_timeout": 2.0,
+        "socket_timeout": 5.0,
+        "socket_keepalive": True,
+        "health_check_interval": 10,
+        "client_name": "asocial-chat",
+    }
+    if redis_url.scheme(url) == "redis+sentinel":
+        target = redis_url.parse_sentinel(url)
+        secret = target.password or password
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            target.sentinels,
+            sentinel_kwargs={"password": secret, "socket_connect_timeout": 2.0},
+            **options,
+        )
+        master: aioredis.Redis = sentinel.master_for(
+            target.service, password=secret, username=target.username, db=target.db
+        )
+        return master
+    client: aioredis.Redis = aioredis.Redis.from_url(url, **options)
+    if password and not client.connection_pool.connection_kwargs.get("password"):
+        client.connection_pool.connection_kwargs["password"] = password
+    return client
+
+
+class RedisBroker(Broker):
+    def __init__(self, url: str, *, password: str | None, metrics: Metrics) -> None:
+        super().__init__()
+        self._client = connect(url, password=password)
+        self._metrics = metrics
+        self._channels: set[str] = set()
+        self._confirmed: dict[str, asyncio.Event] = {}
+        self._pubsub: PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._publish_recent = self._client.register_script(_PUBLISH_RECENT)
+        self._live = self._client.register_script(_LIVE)
+        self._sweep = self._client.register_script(_SWEEP)
+        self._presence_set = self._client.register_script(_PRESENCE_SET)
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._reader = asyncio.create_task(self._read_forever(), name="redis-subscriber")
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self._client.aclose()
+
+    async def checks(self) -> Mapping[str, bool]:
+        try:
+            pong = await asyncio.wait_for(self._client.ping(), timeout=1.0)
+        except (RedisError, OSError, TimeoutError):
+            pong = False
+        return {"broker": bool(pong), "subscriber": self._pubsub is not None}
+
+    async def _read_forever(self) -> None:
+        attempt = 0
+        while True:
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(CONTROL_CHANNEL, *map(_chan, self._channels))
+                self._pubsub = pubsub
+                if attempt:
+                    log.info("redis subscriber reconnected", extra={"attempts": attempt})
+                attempt = 0
+                await self._read(pubsub)
+            except (RedisError, OSError) as exc:
+                if self._pubsub is not None or attempt == 0:
+                    log.warning("redis subscriber lost: %s", type(exc).__name__)
+                self._metrics.broker_reconnects.inc()
+                delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0)
+                attempt += 1
+                self._pubsub = None
+                for event in self._confirmed.values():
+                    event.clear()
+                await asyncio.sleep(delay)
+            finally:
+                self._pubsub = None
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _read(self, pubsub: PubSub) -> None:
+        prefix_len = len(_chan(""))
+        while True:
+            message = await pubsub.get_message(timeout=1.0)
+            if message is None:
+                continue
+            kind = message["type"]
+            name = message["channel"].decode()
+            if kind == "message" and name != CONTROL_CHANNEL:
+                self._deliver(name[prefix_len:], message["data"])
+            elif kind == "subscribe" and name != CONTROL_CHANNEL:
+                self._confirmed.setdefault(name[prefix_len:], asyncio.Event()).set()
+
+    # --- pub/sub -------------------------------------------------------------------
+
+    async def subscribe(self, channel: str) -> None:
+        if channel in self._channels:
+            return
+        self._channels.add(channel)
+        event = self._confirmed.setdefault(channel, asyncio.Event())
+        pubsub = self._pubsub
+        if pubsub is None:
+            raise BrokerUnavailable("redis subscriber is not connected")
+        try:
+            await pubsub.subscribe(_chan(channel))
+            # Wait for Redis to confirm, so a frame published right after we return is seen.
+            await asyncio.wait_for(event.wait(), timeout=SUBSCRIBE_WAIT_S)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise BrokerUnavailable(f"cannot subscribe: {type(exc).__name__}") from exc
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._channels.discard(channel)
+        self._confirmed.pop(channel, None)
+        pubsub = self._pubsub
+        if pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.unsubscribe(_chan(channel))
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        await self._call(self._client.publish(_chan(channel), data))
+
+    async def publish_recent(
+        self, channel: str, *, key: str, data: bytes, timestamp_ms: int, keep_ms: int
+    ) -> None:
+        keys = [f"{PREFIX}:recent:{channel}", f"{PREFIX}:recent-ts:{channel}", _chan(channel)]
+        args: list[bytes | str | int] = [
+            key,
+            data,
+            timestamp_ms,
+            timestamp_ms - keep_ms,
+            keep_ms,
+            RECENT_CAP,
+        ]
+        await self._call(self._publish_recent(keys=keys, args=args))
+
+    async def recent(self, channel: str, *, since_ms: int) -> list[bytes]:
+        keys = [f"{PREFIX}:recent:{channel}", f"{PREFIX}:recent-ts:{channel}"]
+        values = await self._call(self._live(keys=keys, args=[since_ms]))
+        return [v for v in values if v is not None]
+
+    # --- presence ------------------------------------------------------------------
+
+    @staticmethod
+    def _presence_keys(channel: str) -> list[str]:
+        return [f"{PREFIX}:presence:{channel}", f"{PREFIX}:presence-exp:{channel}"]
+
+    async def presence_set(
+        self, channel: str, *, key: str, member: Member, expires_ms: int
+    ) -> None:
+        args: list[bytes | str | int] = [key, _member_bytes(member), expires_ms, 86_400_000]
+        await self._call(self._presence_set(keys=self._presence_keys(channel), args=args))
+
+    async def presence_remove(self, channel: str, *, key: str) -> None:
+        data_key, exp_key = self._presence_keys(channel)
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hdel(data_key, key)
+            pipe.zrem(exp_key, key)
+            await self._call(pipe.execute())
+
+    async def presence_list(self, channel: str, *, now_ms: int) -> list[Member]:
+        values = await self._call(self._live(keys=self._presence_keys(channel), args=[now_ms]))
+        return _members(values)
+
+    async def presence_sweep(self, channel: str, *, now_ms: int) -> list[Member]:
+        values = await self._call(self._sweep(keys=self._presence_keys(channel), args=[now_ms]))
+        return _members(values)
+
+    # --- counters ------------------------------------------------------------------
+
+    async def count(self, key: str, *, window_s: int) -> int:
+        name = f"{PREFIX}:count:{key}"
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.set(name, 0, ex=window_s, nx=True)
+            pipe.incr(name)
+            _, value = await self._call(pipe.execute())
+        return int(value)
+
+    @staticmethod
+    async def _call(awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(f"redis unavailable: {type(exc).__name__}") from exc

@@ -1,0 +1,51 @@
+"""Rate limits: messages per user per minute (shared through the broker) and a local
+per-connection frame rate (a token bucket, so keystroke bursts pass and floods do not).
+May use: ``broker``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from chatserver.broker.base import Broker
+
+WINDOW_S = 60
+
+
+class MessageLimiter:
+    """Counts new messages (a new ``message_id``, or a presence change) per user per minute.
+
+    Keystrokes of one message share its id and are not counted here, so typing is never
+    throttled mid-word; the frame bucket bounds them instead. The counter lives in the
+    broker, so the limit holds across every pod.
+    """
+
+    def __init__(self, broker: Broker, *, per_minute: int) -> None:
+        self._broker = broker
+        self.per_minute = per_minute
+
+    async def allow(self, user_id: str) -> bool:
+        window = int(time.time() // WINDOW_S)
+        used = await self._broker.count(f"rl:{user_id}:{window}", window_s=WINDOW_S + 5)
+        return used <= self.per_minute
+
+
+class FrameBucket:
+    """Token bucket: ``rate`` frames per second, bursts up to ``2 * rate``."""
+
+    __slots__ = ("_capacity", "_last", "_rate", "_tokens")
+
+    def __init__(self, rate: float) -> None:
+        self._rate = rate
+        self._capacity = 2 * rate
+        self._tokens = self._capacity
+        self._last = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._capacity, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False

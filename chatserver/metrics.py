@@ -1,0 +1,88 @@
+"""Prometheus metrics of one server instance, in a registry of its own.
+
+A registry per app (not the global one) lets tests build many apps in one process.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+MAX_CHANNEL_LABELS = 200
+
+
+class Metrics:
+    """All metric families; names are part of the operations contract (README)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self._channels: set[str] = set()
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.connections_active = Gauge(
+            "websocket_connections_active", "Open WebSocket connections", registry=r
+        )
+        self.connections_total = Counter(
+            "websocket_connections_total", "WebSocket connections accepted", registry=r
+        )
+        self.connections_rejected = Counter(
+            "websocket_connections_rejected_total",
+            "WebSocket connections refused, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.messages_published = Counter(
+            "messages_published_total", "Frames published to the broker", ["channel"], registry=r
+        )
+        self.messages_delivered = Counter(
+            "messages_delivered_total", "Frames queued to a local connection", registry=r
+        )
+        self.messages_dropped = Counter(
+            "messages_dropped_total",
+            "Frames not delivered, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.frames_rejected = Counter(
+            "frames_rejected_total",
+            "Client frames answered with an error, by code",
+            ["code"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "rate_limited_total", "Client frames refused by the rate limit", registry=r
+        )
+        self.auth_failures = Counter(
+            "auth_failures_total", "Connections refused by authentication", ["reason"], registry=r
+        )
+        self.broker_reconnects = Counter(
+            "broker_reconnects_total", "Broker connection losses followed by a retry", registry=r
+        )
+        self.slow_consumers = Counter(
+            "slow_consumers_disconnected_total",
+            "Connections closed because their send queue was full",
+            registry=r,
+        )
+        self.broadcast_latency = Histogram(
+            "message_broadcast_latency_seconds",
+            "From the server stamping a frame to queuing it to a receiver",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request duration",
+            ["handler", "status"],
+            registry=r,
+        )
+
+    def channel_label(self, channel: str) -> str:
+        """The channel's own label, or "other" past the first few hundred channels:
+        channel names come from users, and unbounded label sets exhaust Prometheus."""
+        if channel in self._channels:
+            return channel
+        if len(self._channels) < MAX_CHANNEL_LABELS:
+            self._channels.add(channel)
+            return channel
+        return "other"

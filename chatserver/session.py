@@ -1,0 +1,436 @@
+"""One WebSocket connection from handshake to goodbye, and the runtime they share.
+
+A session validates every client frame, enforces limits, publishes through the broker
+and receives through the hub. All writes to a socket go through its single writer task,
+fed by a bounded queue. May use: ``hub``, ``presence``, ``auth``, ``limits``, ``broker``,
+``protocol``, ``metrics``, ``settings``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import logging
+import time
+import uuid
+from collections import OrderedDict
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from chatserver import logs, protocol
+from chatserver.auth import Authenticator, AuthError
+from chatserver.broker.base import Broker, BrokerUnavailable
+from chatserver.hub import Hub
+from chatserver.limits import FrameBucket, MessageLimiter
+from chatserver.metrics import Metrics
+from chatserver.presence import Presence, now_ms
+from chatserver.protocol import ErrorCode, FrameType, Identity, Member, ProtocolError
+from chatserver.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED = 1003
+CLOSE_POLICY = 1008
+CLOSE_TRY_LATER = 1013
+SEEN_IDS = 64
+
+
+@dataclasses.dataclass
+class Runtime:
+    """Everything the sessions of one process share; built and torn down by the app."""
+
+    settings: Settings
+    metrics: Metrics
+    broker: Broker
+    hub: Hub
+    presence: Presence
+    auth: Authenticator
+    limiter: MessageLimiter
+    draining: bool = False
+    sessions: set[Session] = dataclasses.field(default_factory=set)
+    per_user: dict[str, int] = dataclasses.field(default_factory=dict)
+    idle: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+    def add(self, session: Session) -> None:
+        self.sessions.add(session)
+        self.per_user[session.user_id] = self.per_user.get(session.user_id, 0) + 1
+        self.idle.clear()
+
+    def remove(self, session: Session) -> None:
+        self.sessions.discard(session)
+        remaining = self.per_user.get(session.user_id, 1) - 1
+        if remaining:
+            self.per_user[session.user_id] = remaining
+        else:
+            self.per_user.pop(session.user_id, None)
+        if not self.sessions:
+            self.idle.set()
+
+    async def drain(self, grace_s: float) -> None:
+        """Refuse new sockets, tell every client 1001 after its queued frames, and wait
+        up to ``grace_s`` for them to go."""
+        if not self.draining:
+            self.draining = True
+            log.info("draining %d connections", len(self.sessions))
+        for session in list(self.sessions):
+            session.close(CLOSE_GOING_AWAY, "Server shutting down", after_queue=True)
+        if self.sessions:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.idle.wait(), timeout=grace_s)
+        if self.sessions:
+            log.warning("%d connections still open after the grace period", len(self.sessions))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Close:
+    code: int
+    reason: str
+
+
+class Session:
+    """A connected client. Implements ``hub.Receiver``."""
+
+    def __init__(
+        self, runtime: Runtime, websocket: WebSocket, *, identity: Identity, member: Member
+    ) -> None:
+        self.rt = runtime
+        self.ws = websocket
+        self.identity = identity
+        self.member = member
+        self.conn_id = uuid.uuid4().hex[:16]
+        self._limit = runtime.settings.send_queue_size
+        self._queue: asyncio.Queue[str | _Close] = asyncio.Queue(self._limit + 1)
+        self._held: list[str] | None = []  # frames that arrive before user_sync went out
+        self._closing = False
+        self._bucket = FrameBucket(runtime.settings.frames_per_second)
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._strikes = 0
+        self._strike_window = time.monotonic()
+
+    @property
+    def user_id(self) -> str:
+        return self.identity.user_id
+
+    # --- hub.Receiver ----------------------------------------------------------------
+
+    def offer(self, text: str) -> bool:
+        if self._closing:
+            return True
+        if self._held is not None:
+            if len(self._held) >= self._limit:
+                return False
+            self._held.append(text)
+            return True
+        if self._queue.qsize() >= self._limit:
+            return False
+        self._queue.put_nowait(text)
+        return True
+
+    def overflow(self) -> None:
+        self.rt.metrics.slow_consumers.inc()
+        log.info("slow consumer dropped", extra={"user": self.user_id})
+        self.close(CLOSE_TRY_LATER, "Too slow: frames arrive faster than they are read")
+
+    def close(self, code: int, reason: str, *, after_queue: bool = False) -> None:
+        """Close once: now (queued frames dropped) or after the queued frames."""
+        if self._closing:
+            return
+        self._closing = True
+        if not after_queue or self._queue.qsize() >= self._limit:
+            while not self._queue.empty():
+                self._queue.get_nowait()
+        self._queue.put_nowait(_Close(code, reason))
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def run(self, *, subprotocol: str | None) -> None:
+        rt = self.rt
+        await self.ws.accept(subprotocol=subprotocol)
+        rt.add(self)
+        rt.metrics.connections_active.inc()
+        rt.metrics.connections_total.inc()
+        writer = asyncio.create_task(self._write_forever(), name=f"ws-writer-{self.conn_id}")
+        joined = False
+        try:
+            joined = await self._join()
+            if joined:
+                await self._read_forever()
+            await asyncio.wait_for(asyncio.shield(writer), timeout=5.0)
+        except (WebSocketDisconnect, TimeoutError):
+            pass
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
+            await self._leave(joined)
+            rt.remove(self)
+            rt.metrics.connections_active.dec()
+
+    async def _join(self) -> bool:
+        rt, channel = self.rt, self.identity.channel_id
+        try:
+            await rt.hub.join(channel, self)
+            members = await rt.presence.enter(channel, key=self._key, member=self.member)
+            replay = await rt.broker.recent(
+                channel, since_ms=now_ms() - int(rt.settings.message_fade_seconds * 1000)
+            )
+        except BrokerUnavailable as exc:
+            log.warning("join refused: %s", exc)
+            self._send_error(ErrorCode.UNAVAILABLE, "chat is briefly unavailable; reconnecting")
+            self.close(CLOSE_TRY_LATER, "Broker unavailable, try again later", after_queue=True)
+            return False
+        held, self._held = self._held or [], None
+        sync = protocol.user_sync_frame(
+            members, channel_id=channel, user_id=self.user_id, timestamp_ms=now_ms()
+        )
+        self._queue.put_nowait(protocol.encode(sync))
+        for data in replay[: self._limit // 2]:
+            if orjson.loads(data).get("user_id") != self.user_id:
+                self.offer(data.decode("utf-8"))
+        for text in held:
+            self.offer(text)
+        log.info("joined", extra={"channel": channel, "user": self.user_id})
+        await self._publish_presence(FrameType.USER_JOINED)
+        return True
+
+    async def _leave(self, joined: bool) -> None:
+        rt, channel = self.rt, self.identity.channel_id
+        await rt.hub.leave(channel, self)
+        if not joined:
+            return
+        try:
+            gone = await rt.presence.leave(channel, key=self._key, user_id=self.user_id)
+            if gone:
+                await self._publish_presence(FrameType.USER_LEFT)
+        except BrokerUnavailable:
+            # The record expires on its own and the heartbeat announces the departure.
+            log.info("left during a broker outage", extra={"user": self.user_id})
+        log.info("left", extra={"channel": channel, "user": self.user_id})
+
+    @property
+    def _key(self) -> str:
+        return self.conn_id
+
+    async def _write_forever(self) -> None:
+        token = logs.correlation_id.set(self.conn_id)
+        try:
+            while True:
+                item = await self._queue.get()
+                if isinstance(item, _Close):
+                    if self.ws.application_state == WebSocketState.CONNECTED:
+                        await self.ws.close(item.code, item.reason)
+                    return
+                await self.ws.send_text(item)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self._closing = True
+        finally:
+            logs.correlation_id.reset(token)
+
+    async def _read_forever(self) -> None:
+        while not self._closing:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                self._strike(
+                    ProtocolError(
+                        ErrorCode.BINARY_NOT_SUPPORTED,
+                        "binary frames are not supported; send JSON text",
+                    ),
+                    close_code=CLOSE_UNSUPPORTED,
+                )
+                continue
+            await self._on_text(text)
+
+    # --- frames ----------------------------------------------------------------------
+
+    async def _on_text(self, text: str) -> None:
+        rt = self.rt
+        if not self._bucket.take():
+            rt.metrics.rate_limited.inc()
+            self._strike(
+                ProtocolError(ErrorCode.RATE_LIMITED, "too many frames per second; slow down"),
+                close_code=CLOSE_TRY_LATER,
+            )
+            return
+        try:
+            frame = protocol.parse_client_frame(
+                text, identity=self.identity, max_payload_bytes=rt.settings.max_message_size
+            )
+            await self._handle(frame)
+        except ProtocolError as exc:
+            close_code = CLOSE_TRY_LATER if exc.code == ErrorCode.RATE_LIMITED else CLOSE_POLICY
+            self._strike(exc, close_code=close_code)
+        except BrokerUnavailable:
+            self._send_error(ErrorCode.UNAVAILABLE, "message not sent: chat is briefly unavailable")
+
+    async def _handle(self, frame: protocol.ClientFrame) -> None:
+        rt, channel = self.rt, self.identity.channel_id
+        if isinstance(frame, protocol.ChatFrame):
+            message_id = frame.message_id or uuid.uuid4().hex
+            if message_id not in self._seen:
+                await self._check_rate(message_id)
+                self._seen[message_id] = None
+                if len(self._seen) > SEEN_IDS:
+                    self._seen.popitem(last=False)
+            timestamp = now_ms()
+            out = protocol.chat_frame(
+                frame, identity=self.identity, message_id=message_id, timestamp_ms=timestamp
+            )
+            await rt.broker.publish_recent(
+                channel,
+                key=message_id,
+                data=orjson.dumps(out),
+                timestamp_ms=timestamp,
+                keep_ms=int(rt.settings.message_fade_seconds * 1000),
+            )
+            rt.metrics.messages_published.labels(rt.metrics.channel_label(channel)).inc()
+            return
+        await self._check_rate(None)
+        if isinstance(frame, protocol.UsernameChanged):
+            self.member = dataclasses.replace(self.member, username=frame.username)
+            kind = FrameType.USERNAME_CHANGED
+        else:
+            self.member = dataclasses.replace(self.member, color=frame.color)
+            kind = FrameType.COLOR_CHANGED
+        await rt.presence.update(channel, key=self._key, member=self.member)
+        await self._publish_presence(kind)
+
+    async def _check_rate(self, message_id: str | None) -> None:
+        if not await self.rt.limiter.allow(self.user_id):
+            self.rt.metrics.rate_limited.inc()
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"rate limit of {self.rt.limiter.per_minute} messages per minute reached",
+                message_id=message_id,
+            )
+
+    async def _publish_presence(self, kind: FrameType) -> None:
+        frame = protocol.presence_frame(
+            kind, member=self.member, channel_id=self.identity.channel_id, timestamp_ms=now_ms()
+        )
+        await self.rt.broker.publish(self.identity.channel_id, orjson.dumps(frame))
+
+    def _send_error(self, code: ErrorCode, message: str, *, message_id: str | None = None) -> None:
+        self.rt.metrics.frames_rejected.labels(code.value).inc()
+        frame = protocol.error_frame(code, message, message_id=message_id)
+        if not self.offer(protocol.encode(frame)):
+            self.overflow()
+
+    def _strike(self, error: ProtocolError, *, close_code: int) -> None:
+        """Answer a bad frame; close the socket when bad frames keep coming."""
+        self._send_error(error.code, error.message, message_id=error.message_id)
+        now = time.monotonic()
+        if now - self._strike_window > 60:
+            self._strike_window, self._strikes = now, 0
+        self._strikes += 1
+        if self._strikes >= self.rt.settings.abuse_threshold:
+            log.info("closing abusive connection", extra={"code": error.code.value})
+            self.close(
+                close_code, f"Too many rejected frames ({error.code.value})"[:120], after_queue=True
+            )
+
+
+BEARER_SUBPROTOCOL = "bearer"
+
+
+def _token(websocket: WebSocket) -> tuple[str | None, str | None]:
+    """The presented token and the subprotocol to answer with.
+
+    Order: ``?token=``, ``Authorization: Bearer``, then ``Sec-WebSocket-Protocol:
+    bearer, <token>`` (the one way a browser can send a header-borne token)."""
+    offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",")]
+    subprotocol = BEARER_SUBPROTOCOL if BEARER_SUBPROTOCOL in offered else None
+    token = websocket.query_params.get("token")
+    if token:
+        return token, subprotocol
+    header = websocket.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip(), subprotocol
+    if subprotocol is not None:
+        index = offered.index(BEARER_SUBPROTOCOL)
+        if index + 1 < len(offered):
+            return offered[index + 1], subprotocol
+    return None, subprotocol
+
+
+async def _refuse(
+    websocket: WebSocket,
+    runtime: Runtime,
+    *,
+    subprotocol: str | None,
+    code: ErrorCode,
+    message: str,
+    close_code: int,
+) -> None:
+    """Accept only to say why not: browsers cannot read an HTTP refusal's reason."""
+    runtime.metrics.connections_rejected.labels(code.value).inc()
+    await websocket.accept(subprotocol=subprotocol)
+    await websocket.send_text(protocol.encode(protocol.error_frame(code, message)))
+    await websocket.close(close_code, message[:120])
+
+
+async def serve(runtime: Runtime, websocket: WebSocket) -> None:
+    """Handle one ``/api/chat`` connection end to end."""
+    settings, params = runtime.settings, websocket.query_params
+    if runtime.draining:
+        await websocket.close(CLOSE_GOING_AWAY, "Server shutting down")
+        return
+    origin = websocket.headers.get("origin")
+    if settings.allowed_origins and origin not in settings.allowed_origins:
+        runtime.metrics.connections_rejected.labels(ErrorCode.FORBIDDEN_ORIGIN.value).inc()
+        await websocket.close(CLOSE_POLICY, "Origin not allowed")
+        return
+    token, subprotocol = _token(websocket)
+    refuse = functools.partial(_refuse, websocket, runtime, subprotocol=subprotocol)
+    channel = params.get("channel") or "default"
+    if not protocol.valid_channel(channel):
+        await refuse(
+            code=ErrorCode.INVALID_CHANNEL,
+            message="channel must be 1-64 letters, digits or _.:-",
+            close_code=CLOSE_POLICY,
+        )
+        return
+    try:
+        principal = await runtime.auth.authenticate(token=token, uid=params.get("uid"))
+    except AuthError as exc:
+        runtime.metrics.auth_failures.labels(exc.reason).inc()
+        log.info("authentication refused", extra={"reason": exc.reason})
+        code = ErrorCode.INVALID_USER if exc.reason == "invalid_uid" else ErrorCode.UNAUTHORIZED
+        await refuse(code=code, message=exc.message, close_code=CLOSE_POLICY)
+        return
+    if len(runtime.sessions) >= settings.max_connections:
+        await refuse(
+            code=ErrorCode.TOO_MANY_CONNECTIONS,
+            message="server is full; try again later",
+            close_code=CLOSE_TRY_LATER,
+        )
+        return
+    if runtime.per_user.get(principal.user_id, 0) >= settings.max_connections_per_user:
+        await refuse(
+            code=ErrorCode.TOO_MANY_CONNECTIONS,
+            message=f"at most {settings.max_connections_per_user} connections per user",
+            close_code=CLOSE_POLICY,
+        )
+        return
+    identity = Identity(
+        principal.user_id,
+        channel,
+        claimed_user_id=params.get("uid") if principal.authenticated else None,
+    )
+    member = Member(
+        principal.user_id,
+        protocol.clean_username(params.get("username")) or principal.name,
+        protocol.clean_color(params.get("color")),
+    )
+    session = Session(runtime, websocket, identity=identity, member=member)
+    token_cid = logs.correlation_id.set(session.conn_id)
+    try:
+        await session.run(subprotocol=subprotocol)
+    finally:
+        logs.correlation_id.reset(token_cid)
