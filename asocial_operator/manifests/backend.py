@@ -86,7 +86,10 @@ def build_deployment(ctx: common.Context, *, checksum: str) -> common.Manifest:
     spec: common.Manifest = {
         "selector": {"matchLabels": selector},
         "revisionHistoryLimit": 5,
-        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+        },
         "template": {
             "metadata": {
                 "labels": naming.labels(ctx.name, naming.BACKEND),
@@ -129,7 +132,12 @@ def build_service(ctx: common.Context) -> common.Manifest:
             "type": "ClusterIP",
             "selector": naming.selector(ctx.name, naming.BACKEND),
             "ports": [
-                {"name": "http", "port": common.BACKEND_PORT, "targetPort": "http", "protocol": "TCP"}
+                {
+                    "name": "http",
+                    "port": common.BACKEND_PORT,
+                    "targetPort": "http",
+                    "protocol": "TCP",
+                }
             ],
         },
     }
@@ -144,7 +152,11 @@ def build_hpa(ctx: common.Context) -> common.Manifest | None:
         "kind": "HorizontalPodAutoscaler",
         "metadata": common.metadata(ctx, ctx.names.backend, naming.BACKEND),
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": ctx.names.backend},
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": ctx.names.backend,
+            },
             "minReplicas": a.min_replicas,
             "maxReplicas": a.max_replicas,
             "metrics": [
@@ -168,7 +180,10 @@ def build_hpa(ctx: common.Context) -> common.Manifest | None:
 def _utilization(resource: str, percent: int) -> common.Manifest:
     return {
         "type": "Resource",
-        "resource": {"name": resource, "target": {"type": "Utilization", "averageUtilization": percent}},
+        "resource": {
+            "name": resource,
+            "target": {"type": "Utilization", "averageUtilization": percent},
+        },
     }
 
 

@@ -1,0 +1,246 @@
+"""Pure: children's observed state → the instance's status.
+
+Computes ``phase``, metav1.Condition-shaped ``conditions`` (with
+``observedGeneration`` and ``lastTransitionTime`` kept while a condition's
+status does not change), the printer-column fields and a ``message`` in
+plain words. No I/O; the caller passes the clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from asocial_operator import naming
+from asocial_operator import spec as specs
+
+PENDING, PROGRESSING, READY, DEGRADED, FAILED, PAUSED = (
+    "Pending",
+    "Progressing",
+    "Ready",
+    "Degraded",
+    "Failed",
+    "Paused",
+)
+PHASES = (PENDING, PROGRESSING, READY, DEGRADED, FAILED, PAUSED)
+
+Body = Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """The live children that status depends on (``None`` when absent)."""
+
+    backend: Body | None = None
+    redis: Body | None = None
+    ingress: Body | None = None
+    frontend: Body | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    ok: bool
+    reason: str
+    message: str
+    rolling: bool = False
+
+
+def _int(body: Body | None, *path: str) -> int:
+    value: Any = body
+    for key in path:
+        if not isinstance(value, Mapping):
+            return 0
+        value = value.get(key)
+    return value if isinstance(value, int) else 0
+
+
+def _rolled_out(body: Body) -> bool:
+    generation = _int(body, "metadata", "generation")
+    observed = _int(body, "status", "observedGeneration")
+    replicas = _int(body, "spec", "replicas")
+    updated = _int(body, "status", "updatedReplicas")
+    return observed >= generation and updated >= replicas
+
+
+def backend_desired(spec: specs.InstanceSpec, deployment: Body | None) -> int:
+    """Pods the backend should have: the HPA's choice, but never below its minimum."""
+    if not spec.autoscaling.enabled:
+        return spec.backend.replicas
+    current = _int(deployment, "spec", "replicas")
+    return max(current, spec.autoscaling.min_replicas)
+
+
+def check_backend(spec: specs.InstanceSpec, deployment: Body | None) -> Check:
+    if deployment is None:
+        return Check(False, "NotCreated", "the backend Deployment does not exist yet")
+    desired = backend_desired(spec, deployment)
+    ready = _int(deployment, "status", "readyReplicas")
+    rolled = _rolled_out(deployment)
+    for cond in deployment.get("status", {}).get("conditions") or []:
+        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+            return Check(False, "RolloutStuck", f"backend rollout is stuck: {cond.get('message')}")
+    if ready >= desired and rolled:
+        return Check(True, "PodsReady", f"{ready}/{desired} backend pods ready")
+    if not rolled:
+        return Check(
+            False, "RollingOut", f"rolling out the backend: {ready}/{desired} pods ready", True
+        )
+    return Check(False, "PodsNotReady", f"{ready}/{desired} backend pods ready")
+
+
+def check_redis(spec: specs.InstanceSpec, sts: Body | None) -> Check:
+    if not spec.redis.managed:
+        return Check(True, "External", "uses an external Redis")
+    if sts is None:
+        return Check(False, "NotCreated", "the Redis StatefulSet does not exist yet")
+    desired = spec.redis.replicas
+    ready = _int(sts, "status", "readyReplicas")
+    status = sts.get("status", {})
+    rolled = _rolled_out(sts) and status.get("currentRevision") == status.get("updateRevision")
+    if ready >= desired and rolled:
+        return Check(True, "PodsReady", f"{ready}/{desired} Redis pods ready")
+    if not rolled:
+        return Check(False, "RollingOut", f"rolling out Redis: {ready}/{desired} pods ready", True)
+    return Check(False, "PodsNotReady", f"{ready}/{desired} Redis pods ready")
+
+
+def check_ingress(spec: specs.InstanceSpec, ingress: Body | None) -> Check:
+    if not spec.ingress.enabled:
+        return Check(True, "Disabled", "no Ingress requested")
+    if ingress is None:
+        return Check(False, "NotCreated", "the Ingress does not exist yet")
+    lb = ingress.get("status", {}).get("loadBalancer", {}).get("ingress") or []
+    if lb:
+        address = lb[0].get("hostname") or lb[0].get("ip") or "an address"
+        return Check(True, "AddressAssigned", f"the Ingress is served at {address}")
+    return Check(
+        False,
+        "AddressPending",
+        f"the Ingress has no address yet (is an ingress controller for class "
+        f"{spec.ingress.class_name!r} running?)",
+    )
+
+
+def endpoint(spec: specs.InstanceSpec, *, namespace: str, name: str) -> str:
+    if spec.ingress.enabled and spec.ingress.host:
+        scheme = "https" if spec.ingress.tls.enabled else "http"
+        return f"{scheme}://{spec.ingress.host}"
+    return f"http://{naming.Names(name).backend}.{namespace}.svc:8080"
+
+
+def _condition(
+    kind: str, check: Check, *, generation: int, previous: Mapping[str, Body], now: str
+) -> dict[str, Any]:
+    status = "True" if check.ok else "False"
+    old = previous.get(kind)
+    since = old.get("lastTransitionTime") if old and old.get("status") == status else None
+    return {
+        "type": kind,
+        "status": status,
+        "reason": check.reason,
+        "message": check.message,
+        "observedGeneration": generation,
+        "lastTransitionTime": since or now,
+    }
+
+
+def _phase(
+    backend: Check, redis: Check, *, errors: Sequence[str], previous_phase: str | None
+) -> str:
+    if errors:
+        return FAILED
+    if backend.ok and redis.ok:
+        return READY
+    if backend.rolling or redis.rolling:
+        return PROGRESSING
+    if previous_phase in (READY, DEGRADED):
+        return DEGRADED
+    return PENDING
+
+
+def compute(
+    spec: specs.InstanceSpec,
+    *,
+    namespace: str,
+    name: str,
+    generation: int,
+    observed: Observed,
+    previous: Mapping[str, Any] | None,
+    now: str,
+    errors: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The full status for one instance. ``errors`` are failures of this reconcile."""
+    previous = previous or {}
+    prev_conditions = {c.get("type", ""): c for c in previous.get("conditions") or []}
+    backend = check_backend(spec, observed.backend)
+    redis = check_redis(spec, observed.redis)
+    ingress = check_ingress(spec, observed.ingress)
+    phase = _phase(backend, redis, errors=errors, previous_phase=previous.get("phase"))
+    if errors:
+        message = "; ".join(errors)
+        ready = Check(False, "ReconcileFailed", message)
+    elif phase == READY:
+        message = f"ready: {backend.message}; {redis.message}"
+        if not ingress.ok:
+            message += f"; {ingress.message}"
+        ready = Check(True, "AllReady", message)
+    else:
+        waiting = [c.message for c in (backend, redis) if not c.ok]
+        message = "waiting: " + "; ".join(waiting)
+        ready = Check(False, phase, message)
+    desired = backend_desired(spec, observed.backend)
+    ready_pods = _int(observed.backend, "status", "readyReplicas")
+    redis_desired = spec.redis.replicas if spec.redis.managed else 0
+    redis_ready = _int(observed.redis, "status", "readyReplicas")
+    condition = functools.partial(
+        _condition, generation=generation, previous=prev_conditions, now=now
+    )
+    return {
+        "phase": phase,
+        "message": message,
+        "observedGeneration": generation,
+        "endpoint": endpoint(spec, namespace=namespace, name=name),
+        "backend": {
+            "replicas": desired,
+            "readyReplicas": ready_pods,
+            "ready": f"{ready_pods}/{desired}",
+        },
+        "redis": {
+            "replicas": redis_desired,
+            "readyReplicas": redis_ready,
+            "ready": f"{redis_ready}/{redis_desired}" if spec.redis.managed else "external",
+            "master": redis_master(spec, namespace=namespace, name=name),
+        },
+        "conditions": [
+            condition("Ready", ready),
+            condition("BackendReady", backend),
+            condition("RedisReady", redis),
+            condition("IngressReady", ingress),
+        ],
+    }
+
+
+def redis_master(spec: specs.InstanceSpec, *, namespace: str, name: str) -> str:
+    """Where the chat server looks for the Redis master (no credentials)."""
+    names = naming.Names(name)
+    if spec.redis.managed and spec.redis.replicas > 1:
+        return f"sentinel {names.redis_sentinel}.{namespace}.svc:26379 (mymaster)"
+    if spec.redis.managed:
+        return f"{names.redis}.{namespace}.svc:6379"
+    if spec.redis.sentinel is not None:
+        return f"sentinel {','.join(spec.redis.sentinel.hosts)} ({spec.redis.sentinel.master_name})"
+    url = spec.redis.url or ""
+    # Strip any userinfo so a password pasted into the URL never reaches status.
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}"
+
+
+def paused(previous: Mapping[str, Any] | None, *, generation: int, now: str) -> dict[str, Any]:
+    """Status while ``spec.paused``: keep what was observed, say that nothing is reconciled."""
+    out = dict(previous or {})
+    out["phase"] = PAUSED
+    out["message"] = "paused: spec.paused is true, the operator changes nothing"
+    out["observedGeneration"] = generation
+    return out

@@ -1,0 +1,173 @@
+"""Status computation: phases, conditions, printer fields, messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from asocial_operator import spec as specs
+from asocial_operator import status
+
+NOW = "2026-01-01T00:00:00Z"
+LATER = "2026-01-01T00:05:00Z"
+
+
+def deployment(
+    *, replicas: int = 3, ready: int = 3, updated: int | None = None, gen: int = 1
+) -> dict[str, Any]:
+    return {
+        "metadata": {"generation": gen},
+        "spec": {"replicas": replicas},
+        "status": {
+            "observedGeneration": 1,
+            "replicas": replicas,
+            "readyReplicas": ready,
+            "updatedReplicas": replicas if updated is None else updated,
+        },
+    }
+
+
+def statefulset(*, replicas: int = 1, ready: int = 1) -> dict[str, Any]:
+    return {
+        "metadata": {"generation": 1},
+        "spec": {"replicas": replicas},
+        "status": {
+            "observedGeneration": 1,
+            "readyReplicas": ready,
+            "updatedReplicas": replicas,
+            "currentRevision": "r1",
+            "updateRevision": "r1",
+        },
+    }
+
+
+INGRESS_NO_ADDRESS: dict[str, Any] = {"status": {"loadBalancer": {}}}
+
+
+def compute(
+    observed: status.Observed,
+    *,
+    spec: specs.InstanceSpec | None = None,
+    previous: dict[str, Any] | None = None,
+    now: str = NOW,
+    errors: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    return status.compute(
+        spec or specs.parse({}),
+        namespace="ns",
+        name="chat",
+        generation=2,
+        observed=observed,
+        previous=previous,
+        now=now,
+        errors=errors,
+    )
+
+
+def conditions(result: dict[str, Any]) -> dict[str, str]:
+    return {c["type"]: c["status"] for c in result["conditions"]}
+
+
+def test_ready() -> None:
+    result = compute(status.Observed(deployment(), statefulset(), INGRESS_NO_ADDRESS))
+    assert result["phase"] == "Ready"
+    assert result["backend"] == {"replicas": 3, "readyReplicas": 3, "ready": "3/3"}
+    assert result["redis"]["ready"] == "1/1"
+    assert result["redis"]["master"] == "chat-redis.ns.svc:6379"
+    assert result["endpoint"] == "http://chat-backend.ns.svc:8080"
+    assert result["observedGeneration"] == 2
+    assert conditions(result) == {
+        "Ready": "True",
+        "BackendReady": "True",
+        "RedisReady": "True",
+        "IngressReady": "False",
+    }
+    assert "no address yet" in result["message"]
+    for cond in result["conditions"]:
+        assert cond["observedGeneration"] == 2
+        assert cond["lastTransitionTime"] == NOW
+        assert cond["reason"] and cond["message"]
+
+
+def test_nothing_yet_is_pending() -> None:
+    result = compute(status.Observed())
+    assert result["phase"] == "Pending"
+    assert "backend Deployment does not exist yet" in result["message"]
+    assert result["backend"]["ready"] == "0/3"
+
+
+def test_rollout_is_progressing() -> None:
+    result = compute(status.Observed(deployment(updated=1, ready=2), statefulset()))
+    assert result["phase"] == "Progressing"
+    assert "rolling out the backend: 2/3" in result["message"]
+
+
+def test_lost_pods_after_ready_is_degraded() -> None:
+    previous = compute(status.Observed(deployment(), statefulset()))
+    result = compute(
+        status.Observed(deployment(ready=1), statefulset()), previous=previous, now=LATER
+    )
+    assert result["phase"] == "Degraded"
+    assert result["message"] == "waiting: 1/3 backend pods ready"
+    times = {c["type"]: c["lastTransitionTime"] for c in result["conditions"]}
+    assert times["BackendReady"] == LATER  # changed
+    assert times["RedisReady"] == NOW  # unchanged keeps its time
+
+
+def test_errors_fail() -> None:
+    result = compute(status.Observed(), errors=("applying Deployment chat-backend: forbidden",))
+    assert result["phase"] == "Failed"
+    assert result["message"] == "applying Deployment chat-backend: forbidden"
+
+
+def test_hpa_desired_never_below_min() -> None:
+    result = compute(status.Observed(deployment(replicas=1, ready=1), statefulset()))
+    assert result["backend"]["ready"] == "1/3"
+    assert result["phase"] != "Ready"
+
+
+def test_autoscaling_off_uses_replicas() -> None:
+    spec = specs.parse({"autoscaling": {"enabled": False}, "backend": {"replicas": 1}})
+    result = compute(status.Observed(deployment(replicas=1, ready=1), statefulset()), spec=spec)
+    assert result["phase"] == "Ready"
+
+
+@pytest.mark.parametrize(
+    ("raw", "ready", "master"),
+    [
+        ({"redis": {"replicas": 3}}, "3/3", "sentinel chat-redis-sentinel.ns.svc:26379 (mymaster)"),
+        ({"redis": {"mode": "external", "url": "redis://r:6379/0"}}, "external", "redis://r:6379/0"),
+        (
+            {"redis": {"mode": "external", "url": "redis://u:secret@r:6379/0"}},
+            "external",
+            "redis://r:6379/0",
+        ),
+    ],
+)
+def test_redis_fields(raw: dict[str, Any], ready: str, master: str) -> None:
+    result = compute(
+        status.Observed(deployment(), statefulset(replicas=3, ready=3)), spec=specs.parse(raw)
+    )
+    assert result["redis"]["ready"] == ready
+    assert result["redis"]["master"] == master
+    assert "secret" not in repr(result)
+
+
+def test_ingress_with_address_and_tls_endpoint() -> None:
+    spec = specs.parse(
+        {"ingress": {"host": "chat.example.com", "tls": {"enabled": True, "clusterIssuer": "le"}}}
+    )
+    ing = {"status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.1"}]}}}
+    result = compute(status.Observed(deployment(), statefulset(), ing), spec=spec)
+    assert result["endpoint"] == "https://chat.example.com"
+    assert conditions(result)["IngressReady"] == "True"
+    assert result["message"] == "ready: 3/3 backend pods ready; 1/1 Redis pods ready"
+
+
+def test_paused_keeps_observed_fields() -> None:
+    previous = compute(status.Observed(deployment(), statefulset()))
+    result = status.paused(previous, generation=3, now=LATER)
+    assert result["phase"] == "Paused"
+    assert result["backend"] == previous["backend"]
+    assert result["observedGeneration"] == 3
