@@ -127,7 +127,8 @@ def test_pods_are_restricted(case: str) -> None:
             assert sc["readOnlyRootFilesystem"] is True
             assert sc["allowPrivilegeEscalation"] is False
             assert sc["capabilities"] == {"drop": ["ALL"]}
-            assert container["resources"]["requests"] and container["resources"]["limits"]
+            assert container["resources"]["requests"]
+            assert container["resources"]["limits"]
 
 
 def test_minimal_children() -> None:
@@ -166,7 +167,10 @@ def test_config_map_exact() -> None:
 @pytest.mark.parametrize(
     ("raw", "url"),
     [
-        ({"redis": {"replicas": 3}}, "redis+sentinel://chat-redis-sentinel.team.svc:26379/mymaster/0"),
+        (
+            {"redis": {"replicas": 3}},
+            "redis+sentinel://chat-redis-sentinel.team.svc:26379/mymaster/0",
+        ),
         ({"redis": {"mode": "external", "url": "rediss://r:6380/1"}}, "rediss://r:6380/1"),
         (CASES["external"], "redis+sentinel://s1:26379,s2:26379/chat/0"),
     ],

@@ -26,9 +26,12 @@ def test_defaults() -> None:
         10,
     )
     assert (s.autoscaling.target_cpu, s.autoscaling.target_memory) == (70, 80)
-    assert s.redis.managed and s.redis.replicas == 1 and not s.redis.uses_sentinel
+    assert s.redis.managed
+    assert s.redis.replicas == 1
+    assert not s.redis.uses_sentinel
     assert s.auth.mode == "anonymous"
-    assert s.ingress.enabled and s.ingress.class_name == "nginx"
+    assert s.ingress.enabled
+    assert s.ingress.class_name == "nginx"
     assert s.ingress.rate_limit_per_minute == 100
     assert s.frontend is None
     assert s.monitoring.service_monitor is False
@@ -59,8 +62,10 @@ def test_full_spec() -> None:
     )
     assert s.backend.resources.requests == {"cpu": "1"}
     assert s.backend.extra_env == (("ASOCIAL_MAX_CONNECTIONS", "500"),)
-    assert s.redis.uses_sentinel and s.redis.persistence.size == "1Gi"
-    assert s.auth.jwt is not None and s.auth.jwt.secret == specs.SecretRef("jwt", "secret")
+    assert s.redis.uses_sentinel
+    assert s.redis.persistence.size == "1Gi"
+    assert s.auth.jwt is not None
+    assert s.auth.jwt.secret == specs.SecretRef("jwt", "secret")
     assert s.ingress.tls.enabled
     assert s.frontend == specs.Frontend(image="web:1")
 

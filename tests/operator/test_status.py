@@ -87,7 +87,8 @@ def test_ready() -> None:
     for cond in result["conditions"]:
         assert cond["observedGeneration"] == 2
         assert cond["lastTransitionTime"] == NOW
-        assert cond["reason"] and cond["message"]
+        assert cond["reason"]
+        assert cond["message"]
 
 
 def test_nothing_yet_is_pending() -> None:
@@ -137,7 +138,11 @@ def test_autoscaling_off_uses_replicas() -> None:
     ("raw", "ready", "master"),
     [
         ({"redis": {"replicas": 3}}, "3/3", "sentinel chat-redis-sentinel.ns.svc:26379 (mymaster)"),
-        ({"redis": {"mode": "external", "url": "redis://r:6379/0"}}, "external", "redis://r:6379/0"),
+        (
+            {"redis": {"mode": "external", "url": "redis://r:6379/0"}},
+            "external",
+            "redis://r:6379/0",
+        ),
         (
             {"redis": {"mode": "external", "url": "redis://u:secret@r:6379/0"}},
             "external",
