@@ -6,6 +6,7 @@ users, separate localStorage) join the same random channel and watch each other 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -49,47 +50,79 @@ def _free_port() -> int:
         return port
 
 
+class _Server:
+    """`python -m chatserver.cli` on a port (in-memory broker, anonymous auth)."""
+
+    def __init__(self, port: int, log_path: Path) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ASOCIAL_")}
+        env.update(
+            ASOCIAL_AUTH_MODE="anonymous",
+            ASOCIAL_MESSAGE_FADE_SECONDS=str(FADE_SECONDS),
+            ASOCIAL_LOG_FORMAT="text",
+            ASOCIAL_SHUTDOWN_GRACE_SECONDS="2",
+        )
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "chatserver.cli",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"server did not become healthy:\n{self.log()}")
+            time.sleep(0.1)
+
+    def stop(self, *, crash: bool = False) -> None:
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        if crash:
+            proc.kill()
+        else:
+            proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Run `python -m chatserver.cli` (in-memory broker, anonymous auth) until /health answers."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASOCIAL_")}
-    env.update(
-        ASOCIAL_AUTH_MODE="anonymous",
-        ASOCIAL_MESSAGE_FADE_SECONDS=str(FADE_SECONDS),
-        ASOCIAL_LOG_FORMAT="text",
-    )
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "chatserver.cli", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
-                try:
-                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"server did not become healthy:\n{log_path.read_text()}")
-                time.sleep(0.1)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    server = _Server(_free_port(), tmp_path_factory.mktemp("server") / "server.log")
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -217,3 +250,39 @@ async def test_name_and_colour_changes_reach_the_other_user(
     )
     await expect(entry.locator(".dot")).to_have_css("background-color", "rgb(18, 52, 86)")
     assert await page_a.evaluate("localStorage.getItem('asocial.username')") == "Ada Lovelace"
+
+
+async def test_late_joiner_sees_recent_text_until_it_fades(
+    browser: pw_api.Browser, server_url: str
+) -> None:
+    channel = f"browser-{uuid.uuid4().hex[:10]}"
+    page_a, uid_a = await _open(browser, f"{server_url}/?channel={channel}")
+    await page_a.mouse.click(640, 300)
+    await page_a.keyboard.type("early")
+    await expect(page_a.locator(".msg")).to_have_text("early")
+    await asyncio.sleep(2)  # the scenario: B arrives two seconds after A stopped typing
+    page_b, _ = await _open(browser, f"{server_url}/?channel={channel}")
+    joined_at = time.monotonic()
+    msg_b = page_b.locator(".msg")
+    await expect(msg_b).to_have_text("early")
+    assert await msg_b.get_attribute("data-user-id") == uid_a
+    # replayed text fades with the original (~3 s from now), not a full period after the join
+    await expect(msg_b).to_have_count(0, timeout=(FADE_SECONDS + 5) * 1000)
+    assert time.monotonic() - joined_at < FADE_SECONDS - 1
+
+
+async def test_status_shows_reconnecting_and_recovers(
+    browser: pw_api.Browser, tmp_path: Path
+) -> None:
+    server = _Server(_free_port(), tmp_path / "server.log")
+    await asyncio.to_thread(server.start)
+    try:
+        page, uid = await _open(browser, f"{server.url}/?channel=reconnect")
+        await asyncio.to_thread(server.stop, crash=True)
+        await expect(page.locator("#status")).to_have_text("reconnecting…")
+        await expect(page.locator("#presence li")).to_have_count(0)
+        await asyncio.to_thread(server.start)
+        await expect(page.locator("#status")).to_have_text("connected", timeout=20_000)
+        await expect(page.locator(f'#presence [data-user-id="{uid}"]')).to_be_visible()
+    finally:
+        await asyncio.to_thread(server.stop)
