@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,8 @@ from chatserver.protocol import valid_user_id
 from chatserver.settings import AuthMode, Settings, read_secret
 
 log = logging.getLogger(__name__)
+
+CLOCK_SKEW_S = 30
 
 
 class AuthError(Exception):
@@ -114,7 +117,7 @@ def _jwt_verifier(settings: Settings) -> Verifier:
                 audience=audience,
                 issuer=issuer,
                 options=options,  # type: ignore[arg-type]
-                leeway=30,
+                leeway=CLOCK_SKEW_S,
             )
         except jwt.ExpiredSignatureError as exc:
             raise AuthError("expired", "token has expired; sign in again") from exc
@@ -148,13 +151,17 @@ def _firebase_verifier(settings: Settings) -> Verifier:
 
     def verify(token: str) -> dict[str, Any]:
         try:
-            claims: dict[str, Any] = auth.verify_id_token(token, app=app, clock_skew_seconds=30)
+            claims: dict[str, Any] = auth.verify_id_token(token, app=app, clock_skew_seconds=CLOCK_SKEW_S)
         except auth.ExpiredIdTokenError as exc:
             raise AuthError("expired", "token has expired; sign in again") from exc
         except (auth.InvalidIdTokenError, ValueError) as exc:
             raise AuthError("invalid", "token is not a valid Firebase ID token") from exc
         except firebase_admin.exceptions.FirebaseError as exc:
             raise AuthError("unavailable", "cannot verify the token now; try again") from exc
+        # firebase-admin skips the expiry check for emulator tokens; never accept stale ones.
+        expires = claims.get("exp")
+        if not isinstance(expires, int | float) or expires < time.time() - CLOCK_SKEW_S:
+            raise AuthError("expired", "token has expired; sign in again")
         return claims
 
     return verify

@@ -1,0 +1,156 @@
+import json
+import math
+
+import pytest
+
+from chatserver import protocol
+from chatserver.protocol import (
+    ChatFrame,
+    ColorChanged,
+    ErrorCode,
+    Identity,
+    Position,
+    ProtocolError,
+    UsernameChanged,
+)
+
+ME = Identity("alice", "room", claimed_user_id="local-uuid")
+
+
+def parse(frame: object, limit: int = 100) -> protocol.ClientFrame:
+    text = frame if isinstance(frame, str) else json.dumps(frame)
+    return protocol.parse_client_frame(text, identity=ME, max_payload_bytes=limit)
+
+
+def test_chat_frame_of_the_original_client() -> None:
+    frame = parse(
+        {
+            "type": "chat",
+            "message_id": "5b0c4a5e-8c4e-4a8b-9a59-1b2f3c4d5e6f",
+            "channel_id": "room",
+            "user_id": "local-uuid",
+            "payload": "héllo",
+            "position": {"x": 10.5, "y": -3},
+            "timestamp": 123,
+        }
+    )
+    assert frame == ChatFrame("5b0c4a5e-8c4e-4a8b-9a59-1b2f3c4d5e6f", "héllo", Position(10.5, -3.0))
+
+
+def test_minimal_chat_frame() -> None:
+    assert parse({"type": "chat"}) == ChatFrame(None, "", None)
+
+
+def test_presence_changes() -> None:
+    assert parse({"type": "username_changed", "username": "  Bob\x07 "}) == UsernameChanged("Bob")
+    assert parse({"type": "color_changed", "color": "#e11d48"}) == ColorChanged("#e11d48")
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("not json", ErrorCode.INVALID_JSON),
+        ('{"type": "chat", "position": {"x": NaN, "y": 1}}', ErrorCode.INVALID_JSON),
+        ('{"type": "chat", "position": {"x": Infinity, "y": 1}}', ErrorCode.INVALID_JSON),
+        ("[1, 2]", ErrorCode.INVALID_FRAME),
+        ('"chat"', ErrorCode.INVALID_FRAME),
+        ('{"payload": "x"}', ErrorCode.INVALID_FRAME),
+        ('{"type": 7}', ErrorCode.INVALID_FRAME),
+        ('{"type": "shout"}', ErrorCode.UNKNOWN_TYPE),
+        ('{"type": "user_joined"}', ErrorCode.FORBIDDEN_TYPE),
+        ('{"type": "user_sync", "users": []}', ErrorCode.FORBIDDEN_TYPE),
+        ('{"type": "error"}', ErrorCode.FORBIDDEN_TYPE),
+        ('{"type": "chat", "payload": 5}', ErrorCode.INVALID_FRAME),
+        ('{"type": "chat", "payload": ["a"]}', ErrorCode.INVALID_FRAME),
+        ('{"type": "chat", "message_id": 5}', ErrorCode.INVALID_FRAME),
+        ('{"type": "chat", "message_id": "a b"}', ErrorCode.INVALID_FRAME),
+        ('{"type": "chat", "message_id": ""}', ErrorCode.INVALID_FRAME),
+        ('{"type": "chat", "position": [1, 2]}', ErrorCode.INVALID_POSITION),
+        ('{"type": "chat", "position": {"x": "1", "y": 2}}', ErrorCode.INVALID_POSITION),
+        ('{"type": "chat", "position": {"x": true, "y": 2}}', ErrorCode.INVALID_POSITION),
+        ('{"type": "chat", "position": {"x": 1}}', ErrorCode.INVALID_POSITION),
+        ('{"type": "chat", "position": {"x": 1e300, "y": 2}}', ErrorCode.INVALID_POSITION),
+        ('{"type": "chat", "position": {"x": -10000001, "y": 2}}', ErrorCode.INVALID_POSITION),
+        ('{"type": "chat", "user_id": "mallory"}', ErrorCode.SPOOFED_IDENTITY),
+        ('{"type": "chat", "user_id": 5}', ErrorCode.SPOOFED_IDENTITY),
+        ('{"type": "chat", "channel_id": "other"}', ErrorCode.WRONG_CHANNEL),
+        ('{"type": "username_changed", "username": ""}', ErrorCode.INVALID_FRAME),
+        ('{"type": "username_changed", "username": 3}', ErrorCode.INVALID_FRAME),
+        ('{"type": "username_changed", "username": "' + "x" * 65 + '"}', ErrorCode.INVALID_FRAME),
+        ('{"type": "color_changed", "color": "red; background: url(x)"}', ErrorCode.INVALID_FRAME),
+        ('{"type": "color_changed"}', ErrorCode.INVALID_FRAME),
+    ],
+)
+def test_bad_frames_are_refused_with_a_stable_code(raw: str, code: ErrorCode) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse(raw)
+    assert info.value.code == code
+    assert info.value.message
+
+
+def test_payload_limit_counts_utf8_bytes() -> None:
+    assert parse({"type": "chat", "payload": "é" * 50}, limit=100) == ChatFrame(
+        None, "é" * 50, None
+    )
+    with pytest.raises(ProtocolError) as info:
+        parse({"type": "chat", "message_id": "m1", "payload": "é" * 51}, limit=100)
+    assert info.value.code == ErrorCode.PAYLOAD_TOO_LARGE
+    assert info.value.message_id == "m1"
+    assert "102 bytes" in info.value.message
+
+
+def test_lone_surrogates_do_not_crash() -> None:
+    with pytest.raises(ProtocolError):
+        parse('{"type": "chat", "payload": "\\ud800"}')
+
+
+def test_server_frames_are_stamped_and_carry_only_known_fields() -> None:
+    out = protocol.chat_frame(
+        ChatFrame(None, "hi", Position(1, 2)), identity=ME, message_id="m", timestamp_ms=5
+    )
+    assert out == {
+        "type": "chat",
+        "message_id": "m",
+        "channel_id": "room",
+        "user_id": "alice",
+        "payload": "hi",
+        "timestamp": 5,
+        "position": {"x": 1.0, "y": 2.0},
+    }
+    assert all(math.isfinite(v) for v in out["position"].values())
+
+
+def test_presence_frames() -> None:
+    member = protocol.Member("bob", "Bob", "#123456")
+    joined = protocol.presence_frame(
+        protocol.FrameType.USER_JOINED, member=member, channel_id="r", timestamp_ms=1
+    )
+    assert joined == {
+        "type": "user_joined",
+        "channel_id": "r",
+        "timestamp": 1,
+        "user_id": "bob",
+        "username": "Bob",
+        "color": "#123456",
+    }
+    left = protocol.presence_frame(
+        protocol.FrameType.USER_LEFT, member=member, channel_id="r", timestamp_ms=1
+    )
+    assert left == {"type": "user_left", "channel_id": "r", "timestamp": 1, "user_id": "bob"}
+    sync = protocol.user_sync_frame([member], channel_id="r", user_id="bob", timestamp_ms=2)
+    assert sync["users"] == [{"user_id": "bob", "username": "Bob", "color": "#123456"}]
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("default", True),
+        ("room-1.a:b_c", True),
+        ("", False),
+        ("a b", False),
+        ("x" * 65, False),
+        ("é", False),
+    ],
+)
+def test_channel_names(name: str, ok: bool) -> None:
+    assert protocol.valid_channel(name) is ok

@@ -1,0 +1,93 @@
+"""The Redis broker against a real redis-server."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from chatserver.broker.base import BrokerUnavailable
+from chatserver.broker.redis_broker import RedisBroker
+from chatserver.broker.redis_url import RedisURLError, parse_sentinel, scheme
+from chatserver.metrics import Metrics
+from chatserver.protocol import Member
+from tests.fixtures.processes import RedisProcess
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+async def broker(redis_server: RedisProcess) -> AsyncIterator[RedisBroker]:
+    b = RedisBroker(redis_server.url, password=None, metrics=Metrics())
+    await b.start()
+    for _ in range(100):
+        if (await b.checks())["subscriber"]:
+            break
+        await asyncio.sleep(0.05)
+    yield b
+    await b.close()
+
+
+async def test_publish_reaches_subscribers_of_that_channel_only(broker: RedisBroker) -> None:
+    got: list[tuple[str, bytes]] = []
+    broker.set_handler(lambda channel, data: got.append((channel, data)))
+    await broker.subscribe("a")
+    await broker.publish("a", b"1")
+    await broker.publish("b", b"2")
+    await broker.unsubscribe("a")
+    await broker.publish("a", b"3")
+    await asyncio.sleep(0.3)
+    assert got == [("a", b"1")]
+
+
+async def test_recent_keeps_the_newest_frame_per_message_within_the_window(
+    broker: RedisBroker,
+) -> None:
+    now = int(time.time() * 1000)
+    await broker.publish_recent("r", key="m1", data=b"h", timestamp_ms=now - 9000, keep_ms=5000)
+    await broker.publish_recent("r", key="m2", data=b"x", timestamp_ms=now, keep_ms=5000)
+    await broker.publish_recent("r", key="m2", data=b"xy", timestamp_ms=now + 1, keep_ms=5000)
+    assert await broker.recent("r", since_ms=now - 5000) == [b"xy"]
+
+
+async def test_presence_set_list_remove_and_sweep(broker: RedisBroker) -> None:
+    now = int(time.time() * 1000)
+    await broker.presence_set("r", key="c1", member=Member("a", "A", "#fff"), expires_ms=now + 1000)
+    await broker.presence_set("r", key="c2", member=Member("b"), expires_ms=now - 1)
+    assert await broker.presence_list("r", now_ms=now) == [Member("a", "A", "#fff")]
+    assert await broker.presence_sweep("r", now_ms=now) == [Member("b")]
+    assert await broker.presence_sweep("r", now_ms=now) == []
+    await broker.presence_remove("r", key="c1")
+    assert await broker.presence_list("r", now_ms=now) == []
+
+
+async def test_counter_is_shared_and_expires(
+    broker: RedisBroker, redis_server: RedisProcess
+) -> None:
+    other = RedisBroker(redis_server.url, password=None, metrics=Metrics())
+    try:
+        assert await broker.count("k", window_s=60) == 1
+        assert await other.count("k", window_s=60) == 2
+    finally:
+        await other.close()
+
+
+async def test_operations_raise_unavailable_when_redis_is_down(
+    broker: RedisBroker, redis_server: RedisProcess
+) -> None:
+    redis_server.stop()
+    with pytest.raises(BrokerUnavailable):
+        await broker.publish("a", b"x")
+    checks = await broker.checks()
+    assert checks["broker"] is False
+
+
+def test_password_file_and_url_forms() -> None:
+    assert scheme("rediss://h:6380/0") == "rediss"
+    with pytest.raises(RedisURLError, match="redis\\+sentinel://"):
+        scheme("http://h")
+    target = parse_sentinel("redis+sentinel://:p%40ss@s1:26379,s2/mymaster/2")
+    assert target.sentinels == [("s1", 26379), ("s2", 26379)]
+    assert (target.service, target.db, target.password) == ("mymaster", 2, "p@ss")
+    with pytest.raises(RedisURLError, match="master name"):
+        parse_sentinel("redis+sentinel://s1:26379")

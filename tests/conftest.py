@@ -1,0 +1,3 @@
+"""Shared fixtures: real processes (redis-server, chat servers) and the devcluster."""
+
+pytest_plugins = ["tests.fixtures.processes", "tests.fixtures.devcluster"]
