@@ -1,0 +1,256 @@
+"""One level-triggered reconcile pass for one instance.
+
+Reads the instance and its children from the :class:`store.Store`, builds the
+desired children with the pure ``manifests`` layer, applies only those that
+drifted, deletes children that are no longer wanted, and writes status only
+when it changed. Talks to the API solely through :class:`cluster.Cluster`.
+Blocking; runs in a worker thread. Never logs Secret contents.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+from asocial_operator import cluster, manifests, metrics, naming, status, store
+from asocial_operator import spec as specs
+from asocial_operator.manifests import common, drift
+
+logger = logging.getLogger(__name__)
+
+# Kinds whose live status feeds the instance's status.
+STATUS_KINDS = ("Deployment", "StatefulSet", "Ingress")
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What a pass did; ``retry`` asks the work queue to run it again with backoff."""
+
+    result: str
+    retry: bool = False
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_password() -> str:
+    """A fresh Redis password from the OS CSPRNG (256 bits, URL-safe)."""
+    return secrets.token_urlsafe(32)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        api: cluster.Cluster,
+        observed: store.Store,
+        *,
+        clock: Callable[[], str] = _now,
+        password_factory: Callable[[], str] = new_password,
+    ) -> None:
+        self._api = api
+        self._store = observed
+        self._clock = clock
+        self._new_password = password_factory
+
+    def reconcile(self, key: store.Key) -> Outcome:
+        started = time.monotonic()
+        try:
+            outcome = self._reconcile(key)
+        except cluster.ApiError as exc:
+            logger.warning("reconcile of %s/%s failed: %s", *key, exc)
+            outcome = Outcome("error", retry=True)
+        metrics.RECONCILES.labels(result=outcome.result).inc()
+        metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+        metrics.observe_phases(self._store.phases())
+        return outcome
+
+    def _reconcile(self, key: store.Key) -> Outcome:
+        body = self._store.instance(key)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return Outcome("gone")
+        namespace, name = key
+        meta = body["metadata"]
+        generation = int(meta.get("generation") or 0)
+        previous = body.get("status") or {}
+        try:
+            spec = specs.parse(body.get("spec"))
+        except specs.SpecError as exc:
+            failed = self._invalid_status(previous, generation=generation, message=str(exc))
+            if self._write_status(body, failed):
+                self._api.post_event(body, type="Warning", reason="InvalidSpec", message=str(exc))
+            return Outcome("invalid")
+        if spec.paused:
+            self._write_status(body, status.paused(previous, generation=generation, now=""))
+            return Outcome("paused")
+
+        ctx = manifests.Context(
+            namespace=namespace,
+            name=name,
+            uid=str(meta["uid"]),
+            spec=spec,
+            redis_password=self._password(ctx_names=naming.Names(name), key=key, spec=spec),
+        )
+        monitor_crd = spec.monitoring.service_monitor and self._api.crd_exists(
+            cluster.SERVICE_MONITOR_CRD
+        )
+        desired = manifests.build_all(ctx, service_monitor_crd=monitor_crd)
+        changed, errors, retry = self._apply_all(desired, namespace=namespace)
+        removed, delete_errors = self._delete_stale(key, desired, uid=ctx.uid)
+        errors += delete_errors
+
+        if changed:
+            self._api.post_event(
+                body, type="Normal", reason="Applied", message="applied " + ", ".join(changed)
+            )
+        if removed:
+            self._api.post_event(
+                body, type="Normal", reason="Deleted", message="deleted " + ", ".join(removed)
+            )
+        if errors:
+            self._api.post_event(
+                body, type="Warning", reason="ReconcileFailed", message="; ".join(errors)
+            )
+        self._update_status(body, spec, key=key, generation=generation, errors=errors)
+        if errors:
+            return Outcome("error", retry=True)
+        return Outcome("changed" if changed or removed else "unchanged", retry=retry)
+
+    def _password(
+        self, *, ctx_names: naming.Names, key: store.Key, spec: specs.InstanceSpec
+    ) -> str | None:
+        """The managed Redis password: read back from the existing Secret, else generated once."""
+        if not spec.redis.managed:
+            return None
+        namespace = key[0]
+        secret = self._store.child("Secret", namespace, ctx_names.secret)
+        if secret is None:
+            # Not seen yet (e.g. just after start): ask the API before generating,
+            # so a restart never rotates the password under running pods.
+            secret = self._api.get("Secret", namespace, ctx_names.secret)
+        encoded = ((secret or {}).get("data") or {}).get(common.PASSWORD_KEY)
+        if encoded:
+            try:
+                return base64.b64decode(encoded, validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                logger.warning(
+                    "Secret %s/%s holds an unreadable password; replacing it",
+                    namespace,
+                    ctx_names.secret,
+                )
+        return self._new_password()
+
+    def _apply_all(
+        self, desired: list[manifests.Manifest], *, namespace: str
+    ) -> tuple[list[str], list[str], bool]:
+        changed: list[str] = []
+        errors: list[str] = []
+        retry = False
+        for manifest in desired:
+            kind, name = manifest["kind"], manifest["metadata"]["name"]
+            live = self._store.child(kind, namespace, name)
+            if drift.in_sync(live, manifest):
+                continue
+            try:
+                applied = self._api.apply(manifest)
+            except cluster.ApiError as exc:
+                if kind == "StatefulSet" and exc.status == 422 and live is not None:
+                    # Immutable StatefulSet fields (e.g. persistence) changed:
+                    # replace it; its pods are recreated by the next pass.
+                    self._api.delete(kind, namespace, name)
+                    self._store.remove_child(kind, namespace, name)
+                    changed.append(f"{kind} {name} (recreating: {exc.message})")
+                    retry = True
+                    continue
+                errors.append(f"applying {kind} {name} failed: {exc.message or exc.reason}")
+                continue
+            self._store.put_child(applied)
+            verb = "created" if live is None else "updated"
+            changed.append(f"{kind} {name} ({verb})")
+            logger.info("%s %s %s/%s", verb, kind, namespace, name)
+        return changed, errors, retry
+
+    def _delete_stale(
+        self, key: store.Key, desired: list[manifests.Manifest], *, uid: str
+    ) -> tuple[list[str], list[str]]:
+        wanted = {(m["kind"], m["metadata"]["name"]) for m in desired}
+        removed: list[str] = []
+        errors: list[str] = []
+        for child in self._store.children_of(key):
+            kind, meta = child["kind"], child["metadata"]
+            if (kind, meta["name"]) in wanted:
+                continue
+            owners = [r.get("uid") for r in meta.get("ownerReferences") or []]
+            if uid not in owners or meta.get("deletionTimestamp"):
+                continue
+            try:
+                self._api.delete(kind, key[0], meta["name"])
+            except cluster.ApiError as exc:
+                errors.append(f"deleting {kind} {meta['name']} failed: {exc.message or exc.reason}")
+                continue
+            self._store.remove_child(kind, key[0], meta["name"])
+            removed.append(f"{kind} {meta['name']}")
+            logger.info("deleted %s %s/%s (no longer wanted)", kind, key[0], meta["name"])
+        return removed, errors
+
+    def _update_status(
+        self,
+        body: dict[str, Any],
+        spec: specs.InstanceSpec,
+        *,
+        key: store.Key,
+        generation: int,
+        errors: list[str],
+    ) -> None:
+        namespace, name = key
+        names = naming.Names(name)
+        observed = status.Observed(
+            backend=self._store.child("Deployment", namespace, names.backend),
+            redis=self._store.child("StatefulSet", namespace, names.redis),
+            ingress=self._store.child("Ingress", namespace, names.ingress),
+            frontend=self._store.child("Deployment", namespace, names.frontend),
+        )
+        previous = body.get("status") or {}
+        new = status.compute(
+            spec,
+            namespace=namespace,
+            name=name,
+            generation=generation,
+            observed=observed,
+            previous=previous,
+            now=self._clock(),
+            errors=errors,
+        )
+        if self._write_status(body, new) and previous.get("phase") != new["phase"]:
+            kind = "Warning" if new["phase"] in (status.DEGRADED, status.FAILED) else "Normal"
+            self._api.post_event(body, type=kind, reason=new["phase"], message=new["message"])
+
+    def _invalid_status(
+        self, previous: dict[str, Any], *, generation: int, message: str
+    ) -> dict[str, Any]:
+        out = dict(previous)
+        out.update(phase=status.FAILED, message=message, observedGeneration=generation)
+        return out
+
+    def _write_status(self, body: dict[str, Any], new: dict[str, Any]) -> bool:
+        """Patch status if it differs from what is stored; True when written."""
+        previous = body.get("status") or {}
+        if _same_status(previous, new):
+            return False
+        meta = body["metadata"]
+        written = self._api.patch_status(meta["namespace"], meta["name"], new)
+        self._store.put_instance(written)
+        return True
+
+
+def _same_status(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    # lastTransitionTime is carried over while a condition holds, so equal
+    # observations compare equal and no write (and no watch event) happens.
+    return all(old.get(k) == v for k, v in new.items())
