@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import kubernetes
 
@@ -119,6 +119,19 @@ def load_api_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClien
         config_file=kubeconfig, client_configuration=config
     )
     return kubernetes.client.ApiClient(config)
+
+
+class Api(Protocol):
+    """What the reconciler needs from the API; :class:`Cluster` is the real one."""
+
+    def get(self, kind: str, namespace: str, name: str) -> Body | None: ...
+    def apply(self, manifest: Mapping[str, Any]) -> Body: ...
+    def delete(self, kind: str, namespace: str, name: str) -> bool: ...
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> Body: ...
+    def post_event(
+        self, owner: Mapping[str, Any], *, type: str, reason: str, message: str
+    ) -> None: ...
+    def crd_exists(self, name: str, *, ttl: float = 60.0) -> bool: ...
 
 
 class Cluster:

@@ -49,7 +49,7 @@ def new_password() -> str:
 class Reconciler:
     def __init__(
         self,
-        api: cluster.Cluster,
+        api: cluster.Api,
         observed: store.Store,
         *,
         clock: Callable[[], str] = _now,
