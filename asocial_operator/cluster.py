@@ -125,7 +125,9 @@ class Api(Protocol):
     """What the reconciler needs from the API; :class:`Cluster` is the real one."""
 
     def get(self, kind: str, namespace: str, name: str) -> Body | None: ...
-    def apply(self, manifest: Mapping[str, Any]) -> Body: ...
+    def apply(
+        self, manifest: Mapping[str, Any], *, field_manager: str = naming.FIELD_MANAGER
+    ) -> Body: ...
     def delete(self, kind: str, namespace: str, name: str) -> bool: ...
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> Body: ...
     def post_event(
@@ -196,11 +198,13 @@ class Cluster:
                 return None
             raise
 
-    def apply(self, manifest: Mapping[str, Any]) -> Body:
+    def apply(
+        self, manifest: Mapping[str, Any], *, field_manager: str = naming.FIELD_MANAGER
+    ) -> Body:
         """Server-side apply; takes ownership of every field in ``manifest``."""
         meta = manifest["metadata"]
         path = resource_of(manifest).path(meta["namespace"], meta["name"])
-        query = {"fieldManager": naming.FIELD_MANAGER, "force": "true"}
+        query = {"fieldManager": field_manager, "force": "true"}
         result = self._request("PATCH", path, body=dict(manifest), query=query, content_type=APPLY)
         assert result is not None
         return result

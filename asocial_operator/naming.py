@@ -16,6 +16,9 @@ PLURAL = "asocialinstances"
 CRD_NAME = f"{PLURAL}.{GROUP}"
 
 FIELD_MANAGER = "asocial-operator"
+# Sets only the first replica count of an autoscaled Deployment, so the main
+# manager never owns spec.replicas and never fights the HPA over it.
+BOOTSTRAP_FIELD_MANAGER = "asocial-operator-bootstrap"
 APP_NAME = "asocial"
 PART_OF = "asocial"
 

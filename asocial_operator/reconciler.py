@@ -102,7 +102,9 @@ class Reconciler:
             cluster.SERVICE_MONITOR_CRD
         )
         desired = manifests.build_all(ctx, service_monitor_crd=monitor_crd)
-        changed, errors, retry = self._apply_all(desired, namespace=namespace)
+        changed, errors, retry = self._apply_all(
+            desired, namespace=namespace, min_replicas=spec.autoscaling.min_replicas
+        )
         removed, delete_errors = self._delete_stale(key, desired, uid=ctx.uid)
         errors += delete_errors
 
@@ -148,7 +150,7 @@ class Reconciler:
         return self._new_password()
 
     def _apply_all(
-        self, desired: list[manifests.Manifest], *, namespace: str
+        self, desired: list[manifests.Manifest], *, namespace: str, min_replicas: int
     ) -> tuple[list[str], list[str], bool]:
         changed: list[str] = []
         errors: list[str] = []
@@ -159,6 +161,11 @@ class Reconciler:
             if drift.in_sync(live, manifest):
                 continue
             try:
+                if live is None and _autoscaled(manifest):
+                    self._api.apply(
+                        _with_replicas(manifest, min_replicas),
+                        field_manager=naming.BOOTSTRAP_FIELD_MANAGER,
+                    )
                 applied = self._api.apply(manifest)
             except cluster.ApiError as exc:
                 if kind == "StatefulSet" and exc.status == 422 and live is not None:
@@ -248,6 +255,14 @@ class Reconciler:
         written = self._api.patch_status(meta["namespace"], meta["name"], new)
         self._store.put_instance(written)
         return True
+
+
+def _autoscaled(manifest: manifests.Manifest) -> bool:
+    return manifest["kind"] == "Deployment" and "replicas" not in manifest["spec"]
+
+
+def _with_replicas(manifest: manifests.Manifest, replicas: int) -> manifests.Manifest:
+    return {**manifest, "spec": {**manifest["spec"], "replicas": replicas}}
 
 
 def _same_status(old: dict[str, Any], new: dict[str, Any]) -> bool:

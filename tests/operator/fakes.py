@@ -22,9 +22,14 @@ class FakeApi:
         obj = self.objects.get((kind, namespace, name))
         return copy.deepcopy(obj) if obj else None
 
-    def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    def apply(
+        self, manifest: Mapping[str, Any], *, field_manager: str = "asocial-operator"
+    ) -> dict[str, Any]:
         meta = manifest["metadata"]
         key = (manifest["kind"], meta["namespace"], meta["name"])
+        if field_manager != "asocial-operator":
+            self.writes.append(f"bootstrap {key[0]} {key[2]}")
+            return copy.deepcopy(dict(manifest))
         self.writes.append(f"apply {key[0]} {key[2]}")
         if manifest["kind"] in self.fail_apply:
             raise self.fail_apply[manifest["kind"]]

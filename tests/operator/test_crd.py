@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from asocial_operator import naming
 from asocial_operator import spec as specs
@@ -67,3 +69,13 @@ def test_empty_spec_defaults_match_the_spec_layer() -> None:
 )
 def test_partial_spec_defaults_match(raw: dict[str, Any]) -> None:
     assert specs.parse(crd.defaulted_spec(raw)) == specs.parse(raw)
+
+
+EXAMPLES = sorted((crd.CRD_PATH.parents[1] / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_examples_parse(path: Path) -> None:
+    body = yaml.safe_load(path.read_text())
+    assert body["kind"] == naming.KIND
+    specs.parse(crd.defaulted_spec(body["spec"]))

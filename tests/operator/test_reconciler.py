@@ -41,6 +41,8 @@ def test_first_pass_creates_everything_then_idles() -> None:
     outcome = rec.reconcile(KEY)
     assert outcome == reconciler.Outcome("changed")
     assert len([w for w in api.writes if w.startswith("apply")]) == 13
+    # The autoscaled Deployment starts at minReplicas without us owning the field.
+    assert api.writes.count("bootstrap Deployment chat-backend") == 1
     assert api.writes[-1] == "status chat"
     assert [e["reason"] for e in api.events] == ["Applied", "Progressing"]
     status = observed.instance(KEY)["status"]  # type: ignore[index]
