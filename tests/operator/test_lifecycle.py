@@ -1,0 +1,327 @@
+"""End to end against the devcluster: create, converge, roll, repair drift, pause, delete.
+
+Each test has its own namespace; the shared operator process watches them all.
+Under kwok pods become Ready without running containers, so "Ready" here means
+the Kubernetes objects and controllers agree, which is what the operator reports.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import pytest
+
+from asocial_operator import cluster, naming
+from tests.fixtures.devcluster import Kubectl
+from tests.operator.conftest import (
+    OperatorProcess,
+    apply_instance,
+    instance,
+    wait_for,
+    wait_phase,
+)
+
+pytestmark = pytest.mark.devcluster
+
+MINIMAL_CHILDREN = [
+    ("Secret", "chat-redis-auth"),
+    ("ConfigMap", "chat-config"),
+    ("ConfigMap", "chat-redis-scripts"),
+    ("Service", "chat-redis-headless"),
+    ("Service", "chat-redis"),
+    ("StatefulSet", "chat-redis"),
+    ("NetworkPolicy", "chat-redis"),
+    ("ServiceAccount", "chat-chat"),
+    ("Service", "chat-backend"),
+    ("Deployment", "chat-backend"),
+    ("HorizontalPodAutoscaler", "chat-backend"),
+    ("PodDisruptionBudget", "chat-backend"),
+    ("Ingress", "chat"),
+]
+REPAIR_SECONDS = 10
+
+
+def get(api: cluster.Cluster, ns: str, kind: str, name: str) -> dict[str, Any] | None:
+    return api.get(kind, ns, name)
+
+
+def must(api: cluster.Cluster, ns: str, kind: str, name: str) -> dict[str, Any]:
+    obj = api.get(kind, ns, name)
+    assert obj is not None, f"{kind} {name} missing"
+    return obj
+
+
+def create_ready(
+    kubectl: Kubectl, api: cluster.Cluster, ns: str, spec: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    apply_instance(kubectl, instance("chat", ns, spec))
+    return wait_phase(api, ns, "chat", "Ready", timeout=120)
+
+
+def test_create_builds_every_child_and_reports_ready(
+    kubectl: Kubectl, api: cluster.Cluster, shared_ns: str
+) -> None:
+    ns = shared_ns
+    apply_instance(kubectl, instance("chat", ns, {"ingress": {"host": "chat.example.com"}}))
+    owner = wait_for(lambda: get(api, ns, "AsocialInstance", "chat"), "the instance")
+    uid = owner["metadata"]["uid"]
+
+    def all_children() -> list[dict[str, Any]] | None:
+        found = [get(api, ns, kind, name) for kind, name in MINIMAL_CHILDREN]
+        present = [obj for obj in found if obj is not None]
+        return present if len(present) == len(found) else None
+
+    children = wait_for(all_children, "all children", timeout=30)
+    for child in children:
+        meta = child["metadata"]
+        assert meta["labels"][naming.LABEL_INSTANCE] == "chat"
+        assert meta["labels"][naming.LABEL_MANAGED_BY] == "asocial-operator"
+        assert meta["ownerReferences"][0]["uid"] == uid
+        managers = {m["manager"] for m in meta.get("managedFields", [])}
+        assert "asocial-operator" in managers
+
+    dep = must(api, ns, "Deployment", "chat-backend")
+    pod = dep["spec"]["template"]
+    assert pod["metadata"]["annotations"][naming.CHECKSUM_ANNOTATION]
+    assert pod["spec"]["containers"][0]["image"] == "ghcr.io/asocial/asocial-chat:0.1.0"
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    cm = must(api, ns, "ConfigMap", "chat-config")
+    assert cm["data"]["ASOCIAL_REDIS_URL"] == f"redis://chat-redis.{ns}.svc:6379/0"
+    ing = must(api, ns, "Ingress", "chat")
+    assert ing["spec"]["rules"][0]["host"] == "chat.example.com"
+
+    status = wait_phase(api, ns, "chat", "Ready", timeout=120)
+    assert status["backend"]["ready"] == "3/3"
+    assert status["redis"]["ready"] == "1/1"
+    assert status["endpoint"] == "http://chat.example.com"
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["BackendReady"]["status"] == "True"
+    assert conditions["RedisReady"]["status"] == "True"
+    # No ingress controller in the devcluster: honest about the missing address.
+    assert conditions["IngressReady"]["status"] == "False"
+    assert conditions["IngressReady"]["reason"] == "AddressPending"
+
+    table = kubectl("get", "asi", "-n", ns).stdout.splitlines()
+    assert table[0].split() == ["NAME", "PHASE", "READY", "REDIS", "URL", "AGE"]
+    assert table[1].split()[:5] == ["chat", "Ready", "3/3", "1/1", "http://chat.example.com"]
+    assert "chat" in kubectl("get", "asocial", "-n", ns).stdout  # the category
+
+
+def test_spec_changes_converge(kubectl: Kubectl, api: cluster.Cluster, shared_ns: str) -> None:
+    ns = shared_ns
+    create_ready(kubectl, api, ns)
+
+    # Image change → rolling update to the new image, then Ready again.
+    apply_instance(kubectl, instance("chat", ns, {"backend": {"image": "chat:2"}}))
+    wait_for(
+        lambda: (
+            must(api, ns, "Deployment", "chat-backend")["spec"]["template"]["spec"]["containers"][
+                0
+            ]["image"]
+            == "chat:2"
+        ),
+        "the new image in the Deployment",
+    )
+    wait_phase(api, ns, "chat", "Ready", timeout=120)
+    dep = must(api, ns, "Deployment", "chat-backend")
+    assert dep["status"]["updatedReplicas"] == dep["spec"]["replicas"]
+
+    # Autoscaling off → HPA removed, replicas applied.
+    spec: dict[str, Any] = {
+        "backend": {"image": "chat:2", "replicas": 2},
+        "autoscaling": {"enabled": False},
+    }
+    apply_instance(kubectl, instance("chat", ns, spec))
+    wait_for(lambda: get(api, ns, "HorizontalPodAutoscaler", "chat-backend") is None, "HPA removed")
+    wait_for(
+        lambda: must(api, ns, "Deployment", "chat-backend")["spec"]["replicas"] == 2,
+        "2 replicas",
+    )
+
+    # Ingress off → Ingress removed.
+    spec["ingress"] = {"enabled": False}
+    apply_instance(kubectl, instance("chat", ns, spec))
+    wait_for(lambda: get(api, ns, "Ingress", "chat") is None, "Ingress removed")
+
+    # Redis 1 → 3: replication with Sentinel, and the chat server pointed at Sentinel.
+    spec["redis"] = {"replicas": 3}
+    apply_instance(kubectl, instance("chat", ns, spec))
+    wait_for(lambda: get(api, ns, "Service", "chat-redis-sentinel"), "Sentinel Service")
+    wait_for(lambda: get(api, ns, "Service", "chat-redis") is None, "standalone Service removed")
+    sts = must(api, ns, "StatefulSet", "chat-redis")
+    assert sts["spec"]["replicas"] == 3
+    containers = [c["name"] for c in sts["spec"]["template"]["spec"]["containers"]]
+    assert containers == ["redis", "sentinel"]
+    cm = must(api, ns, "ConfigMap", "chat-config")
+    assert cm["data"]["ASOCIAL_REDIS_URL"].startswith("redis+sentinel://chat-redis-sentinel.")
+    status = wait_phase(api, ns, "chat", "Ready", timeout=120)
+    assert status["redis"]["ready"] == "3/3"
+    assert status["backend"]["ready"] == "2/2"
+
+
+def test_config_change_rolls_pods_and_no_op_does_not(
+    kubectl: Kubectl, api: cluster.Cluster, shared_ns: str
+) -> None:
+    ns = shared_ns
+    create_ready(kubectl, api, ns)
+    before = must(api, ns, "Deployment", "chat-backend")
+
+    # A metadata-only change of the instance is a no-op for the children.
+    body = instance("chat", ns)
+    body["metadata"]["labels"] = {"team": "chat"}
+    apply_instance(kubectl, body)
+    wait_for(
+        lambda: (get(api, ns, "AsocialInstance", "chat") or {})["metadata"].get("labels"),
+        "the label on the instance",
+    )
+    time.sleep(1)  # give a wrong reconcile the chance to write; nothing should change
+    after = must(api, ns, "Deployment", "chat-backend")
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+    # A config change rolls the pods through the checksum annotation.
+    old_sum = before["spec"]["template"]["metadata"]["annotations"][naming.CHECKSUM_ANNOTATION]
+    body["spec"] = {"backend": {"logLevel": "DEBUG"}}
+    apply_instance(kubectl, body)
+
+    def rolled() -> bool:
+        dep = must(api, ns, "Deployment", "chat-backend")
+        ann = dep["spec"]["template"]["metadata"]["annotations"][naming.CHECKSUM_ANNOTATION]
+        return bool(
+            ann != old_sum and dep["metadata"]["generation"] > before["metadata"]["generation"]
+        )
+
+    wait_for(rolled, "a new pod template checksum")
+    assert must(api, ns, "ConfigMap", "chat-config")["data"]["ASOCIAL_LOG_LEVEL"] == "DEBUG"
+    wait_phase(api, ns, "chat", "Ready", timeout=120)
+
+
+def test_drift_is_repaired(kubectl: Kubectl, api: cluster.Cluster, shared_ns: str) -> None:
+    ns = shared_ns
+    create_ready(kubectl, api, ns)
+    secret = must(api, ns, "Secret", "chat-redis-auth")
+    password = secret["data"]["redis-password"]
+
+    for kind, name in [
+        ("Deployment", "chat-backend"),
+        ("Secret", "chat-redis-auth"),
+        ("Service", "chat-backend"),
+    ]:
+        old_uid = must(api, ns, kind, name)["metadata"]["uid"]
+        kubectl("delete", kind.lower(), name, "-n", ns, "--wait=false")
+
+        def recreated(kind: str = kind, name: str = name, old_uid: str = old_uid) -> bool:
+            obj = get(api, ns, kind, name)
+            return bool(obj and obj["metadata"]["uid"] != old_uid)
+
+        wait_for(recreated, f"{kind} {name} recreated", timeout=REPAIR_SECONDS)
+
+    # The recreated Secret keeps the password the running pods use.
+    secret = wait_for(lambda: get(api, ns, "Secret", "chat-redis-auth"), "the Secret")
+    assert secret["data"]["redis-password"] == password
+
+    # A hand edit of a managed field is reverted.
+    patch = {"spec": {"template": {"spec": {"terminationGracePeriodSeconds": 99}}}}
+    kubectl("patch", "deployment", "chat-backend", "-n", ns, "-p", json.dumps(patch))
+    wait_for(
+        lambda: (
+            must(api, ns, "Deployment", "chat-backend")["spec"]["template"]["spec"][
+                "terminationGracePeriodSeconds"
+            ]
+            == 30
+        ),
+        "terminationGracePeriodSeconds restored",
+        timeout=REPAIR_SECONDS,
+    )
+    kubectl(
+        "patch",
+        "service",
+        "chat-backend",
+        "-n",
+        ns,
+        "-p",
+        '{"spec":{"ports":[{"port":9999,"name":"http","targetPort":"http"}]}}',
+    )
+    wait_for(
+        lambda: must(api, ns, "Service", "chat-backend")["spec"]["ports"][0]["port"] == 8080,
+        "Service port restored",
+        timeout=REPAIR_SECONDS,
+    )
+
+
+def test_paused_instance_is_left_alone(
+    kubectl: Kubectl, api: cluster.Cluster, shared_ns: str
+) -> None:
+    ns = shared_ns
+    create_ready(kubectl, api, ns)
+    apply_instance(kubectl, instance("chat", ns, {"paused": True, "backend": {"image": "x:9"}}))
+    wait_phase(api, ns, "chat", "Paused")
+    kubectl("delete", "service", "chat-backend", "-n", ns)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:  # a repair would come within a second
+        assert get(api, ns, "Service", "chat-backend") is None
+        time.sleep(0.2)
+    image = must(api, ns, "Deployment", "chat-backend")["spec"]["template"]["spec"]["containers"]
+    assert image[0]["image"] != "x:9"
+    # Unpausing resumes: the Service returns and the image rolls.
+    apply_instance(kubectl, instance("chat", ns, {"backend": {"image": "x:9"}}))
+    wait_for(lambda: get(api, ns, "Service", "chat-backend"), "Service back after unpause")
+    wait_phase(api, ns, "chat", "Ready", timeout=120)
+
+
+def test_deletion_cleans_up_everything(
+    kubectl: Kubectl, api: cluster.Cluster, shared_ns: str
+) -> None:
+    ns = shared_ns
+    create_ready(kubectl, api, ns)
+    body = must(api, ns, "AsocialInstance", "chat")
+    assert not body["metadata"].get("finalizers")
+    kubectl("delete", "asi", "chat", "-n", ns)
+
+    def all_gone() -> bool:
+        return all(get(api, ns, kind, name) is None for kind, name in MINIMAL_CHILDREN)
+
+    wait_for(all_gone, "garbage collection of all children", timeout=90)
+    leftovers = kubectl(
+        "get",
+        "all,cm,secret,sa,pdb,netpol,ing",
+        "-n",
+        ns,
+        "-l",
+        f"{naming.LABEL_INSTANCE}=chat",
+        "-o",
+        "name",
+    ).stdout.split()
+    assert leftovers == []
+
+
+def test_secrets_never_leak(
+    kubectl: Kubectl, api: cluster.Cluster, shared_ns: str, shared_operator: OperatorProcess
+) -> None:
+    ns = shared_ns
+    create_ready(kubectl, api, ns, {"redis": {"replicas": 3}})
+    secret = must(api, ns, "Secret", "chat-redis-auth")
+    password = base64.b64decode(secret["data"]["redis-password"]).decode()
+    assert len(password) >= 32
+    events = kubectl("get", "events", "-n", ns, "-o", "json").stdout
+    assert "asocial-operator" in events
+    configmaps = kubectl("get", "configmaps", "-n", ns, "-o", "json").stdout
+    status = json.dumps(must(api, ns, "AsocialInstance", "chat").get("status"))
+    for where, text in [
+        ("operator log", shared_operator.logs()),
+        ("events", events),
+        ("configmaps", configmaps),
+        ("status", status),
+    ]:
+        assert password not in text, f"the Redis password appears in {where}"
+        assert secret["data"]["redis-password"] not in text, f"encoded password in {where}"
+
+
+def test_operator_metrics(shared_operator: OperatorProcess) -> None:
+    text = shared_operator.metrics()
+    assert "asocial_operator_reconciles_total" in text
+    assert "asocial_operator_reconcile_duration_seconds_bucket" in text
+    assert 'asocial_operator_instances{phase="Ready"}' in text
