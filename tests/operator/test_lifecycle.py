@@ -163,12 +163,20 @@ def test_spec_changes_converge(kubectl: Kubectl, api: cluster.Cluster, shared_ns
     assert status["backend"]["ready"] == "2/2"
 
 
+def writes(op: OperatorProcess) -> float:
+    for line in op.metrics().splitlines():
+        if line.startswith("asocial_operator_api_writes_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
 def test_config_change_rolls_pods_and_no_op_does_not(
-    kubectl: Kubectl, api: cluster.Cluster, shared_ns: str
+    kubectl: Kubectl, api: cluster.Cluster, shared_ns: str, shared_operator: OperatorProcess
 ) -> None:
     ns = shared_ns
     create_ready(kubectl, api, ns)
     before = must(api, ns, "Deployment", "chat-backend")
+    writes_before = writes(shared_operator)
 
     # A metadata-only change of the instance is a no-op for the children.
     body = instance("chat", ns)
@@ -181,6 +189,8 @@ def test_config_change_rolls_pods_and_no_op_does_not(
     time.sleep(1)  # give a wrong reconcile the chance to write; nothing should change
     after = must(api, ns, "Deployment", "chat-backend")
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    # Not even a no-op apply: live children already match what would be applied.
+    assert writes(shared_operator) == writes_before
 
     # A config change rolls the pods through the checksum annotation.
     old_sum = before["spec"]["template"]["metadata"]["annotations"][naming.CHECKSUM_ANNOTATION]
