@@ -66,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     log_format = kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL
     kopf.configure(verbose=args.verbose, log_format=log_format)
+    # HTTP client internals stay quiet even with --verbose: request details
+    # are noise at best and must never carry Secret payloads into logs.
+    for name in ("kubernetes", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     if args.kubeconfig:
         # kopf's own login reads KUBECONFIG; our client gets the path through memo.
         os.environ["KUBECONFIG"] = args.kubeconfig
