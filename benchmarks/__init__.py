@@ -1,0 +1,1 @@
+"""Load generators and reference peers for measuring the chat server (never run as tests)."""
