@@ -1,0 +1,25 @@
+"""The kopf registry holds watch-only handlers: no finalizers, no persisted kopf state."""
+
+from __future__ import annotations
+
+import kopf
+
+from asocial_operator import cluster, handlers, naming
+
+
+def test_every_child_kind_and_the_instance_are_watched() -> None:
+    registry = kopf.get_default_registry()
+    watched = {
+        (h.selector.group, h.selector.version, h.selector.any_name)  # type: ignore[union-attr]
+        for h in registry._watching.get_all_handlers()
+    }
+    expected = {(r.group, r.version, r.plural) for r in cluster.CHILDREN}
+    expected.add((naming.GROUP, naming.VERSION, naming.PLURAL))
+    assert expected <= watched
+    assert handlers.child_event is not None
+
+
+def test_no_state_changing_handlers_so_no_finalizers() -> None:
+    registry = kopf.get_default_registry()
+    assert list(registry._changing.get_all_handlers()) == []
+    assert list(registry._spawning.get_all_handlers()) == []
