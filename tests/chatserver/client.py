@@ -25,12 +25,12 @@ class Client:
         assert isinstance(frame, dict)
         return frame
 
-    async def recv_type(self, kind: str, timeout: float = 5.0) -> dict[str, Any]:
-        """The next frame of ``kind``, skipping others."""
+    async def recv_type(self, kind: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
+        """The next frame of ``kind`` (whose fields equal ``match``), skipping others."""
         async with asyncio.timeout(timeout):
             while True:
                 frame = await self.recv(timeout)
-                if frame["type"] == kind:
+                if frame["type"] == kind and all(frame.get(k) == v for k, v in match.items()):
                     return frame
 
     async def drain(self, quiet: float = 0.3) -> list[dict[str, Any]]:
