@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI, WebSocket
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -88,6 +88,16 @@ class RequestObserver:
             logs.correlation_id.reset(token)
 
 
+def _index_page(settings: Settings) -> str:
+    """The canvas page, told how long text stays on screen (read once, at start)."""
+    html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    fade_ms = int(settings.message_fade_seconds * 1000)
+    return html.replace(
+        '<meta name="asocial-fade-ms" content="5000">',
+        f'<meta name="asocial-fade-ms" content="{fade_ms}">',
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = build_runtime(settings)
@@ -129,9 +139,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    page = _index_page(settings)
+
     @app.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+    async def index() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
 
     @app.websocket("/api/chat")
     async def chat(websocket: WebSocket) -> None:

@@ -195,7 +195,8 @@ async def test_operational_endpoints(server: ChatProcess) -> None:
             "status": "ready",
             "checks": {"broker": True, "subscriber": True, "accepting": True},
         }
-        assert "<html" in (await http.get(server.http("/"))).text.lower()
+        page = (await http.get(server.http("/"))).text
+        assert '<meta name="asocial-fade-ms" content="5000">' in page
         async with joined(server.ws("uid=m")):
             text = (await http.get(server.http("/metrics"))).text
     active = re.search(r"^websocket_connections_active (\S+)$", text, re.MULTILINE)
@@ -211,6 +212,13 @@ async def test_operational_endpoints(server: ChatProcess) -> None:
         "broker_reconnects_total",
     ):
         assert family in text
+
+
+async def test_the_page_is_told_the_fade_time(chat_server: ChatFactory) -> None:
+    server = chat_server(ASOCIAL_MESSAGE_FADE_SECONDS="2.5")
+    async with httpx.AsyncClient() as http:
+        page = (await http.get(server.http("/"))).text
+    assert '<meta name="asocial-fade-ms" content="2500">' in page
 
 
 async def test_connections_per_user_are_limited(chat_server: ChatFactory) -> None:
