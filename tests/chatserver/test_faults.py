@@ -1,0 +1,532 @@
+"""Fault tests against real processes over real sockets: a Redis outage under live
+traffic, SIGTERM drain, slow consumers, the transport limit and abusive clients.
+
+Every wait polls with a deadline; sleeps only pace traffic, never decide an outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.chatserver.client import Client, client, joined
+from tests.fixtures.processes import ChatFactory, ChatProcess, RedisProcess
+
+# --- helpers -------------------------------------------------------------------------
+
+
+async def http_get(url: str) -> tuple[int, str]:
+    """(status, body) of a plain HTTP/1.0 GET; status 0 when nothing answers."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    try:
+        async with asyncio.timeout(3):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(f"GET {parts.path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+                data = await reader.read()
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+    except (OSError, TimeoutError):
+        return 0, ""
+    head, _, body = data.partition(b"\r\n\r\n")
+    fields = head.split()
+    return (int(fields[1]) if len(fields) > 1 else 0), body.decode("utf-8", "replace")
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool], *, timeout: float, what: str
+) -> None:
+    """Poll ``check`` until it is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def metric(server: ChatProcess, name: str, labels: str = "") -> float:
+    """The value of one sample in the server's /metrics (0 when absent)."""
+    status, body = await http_get(server.http("/metrics"))
+    assert status == 200, f"/metrics answered {status}"
+    sample = re.escape(name + (f"{{{labels}}}" if labels else ""))
+    match = re.search(rf"^{sample} ([0-9.e+-]+)$", body, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def chat(message_id: str, payload: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "chat",
+        "message_id": message_id,
+        "payload": payload,
+        "position": {"x": 10.5, "y": -3.0},
+        **extra,
+    }
+
+
+class Collector:
+    """Reads every frame of a client in the background; remembers how it was closed."""
+
+    def __init__(self, c: Client) -> None:
+        self.client = c
+        self.frames: list[dict[str, Any]] = []
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self.done = asyncio.Event()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        conn = self.client.conn
+        try:
+            async for raw in conn:
+                frame = json.loads(raw)
+                assert isinstance(frame, dict), raw
+                self.frames.append(frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            if conn.protocol.close_rcvd is not None:
+                rcvd = conn.protocol.close_rcvd
+                self.close_code, self.close_reason = rcvd.code, rcvd.reason
+            self.done.set()
+
+    def chats_from(self, user_id: str) -> list[dict[str, Any]]:
+        return [f for f in self.frames if f["type"] == "chat" and f["user_id"] == user_id]
+
+    def numbers_from(self, user_id: str) -> set[int]:
+        return {int(f["payload"]) for f in self.chats_from(user_id)}
+
+    def errors(self, code: str) -> int:
+        return sum(1 for f in self.frames if f["type"] == "error" and f["code"] == code)
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+class Sender:
+    """Sends numbered chat frames (payload = the number, a new message_id each) until
+    stopped; ``pause()``/``resume()`` gate the loop."""
+
+    def __init__(self, c: Client, prefix: str, interval: float = 0.02) -> None:
+        self.client = c
+        self.prefix = prefix
+        self.interval = interval
+        self.sent = 0
+        self.running = asyncio.Event()
+        self.running.set()
+        self.idle = asyncio.Event()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            if not self.running.is_set():
+                self.idle.set()
+                await self.running.wait()
+                self.idle.clear()
+            self.sent += 1
+            try:
+                await self.client.send(chat(f"{self.prefix}-{self.sent}", str(self.sent)))
+            except ConnectionClosed:
+                return
+            await asyncio.sleep(self.interval)  # pacing only
+
+    async def pause(self) -> int:
+        """Stop sending; return how many frames went out."""
+        self.running.clear()
+        await asyncio.wait_for(self.idle.wait(), timeout=5)
+        return self.sent
+
+    def resume(self) -> None:
+        self.running.set()
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+async def ready(server: ChatProcess) -> tuple[int, dict[str, Any]]:
+    status, body = await http_get(server.http("/ready"))
+    return status, (json.loads(body) if body else {})
+
+
+@contextlib.asynccontextmanager
+async def stalled(url: str) -> AsyncIterator[ClientConnection]:
+    """A client that reads nothing until told: a tiny kernel receive buffer and a
+    one-frame library queue, so the server's writes back up into its own buffers."""
+    host, port = url.split("/")[2].split(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    sock.setblocking(False)
+    async with connect(
+        url, sock=sock, max_queue=1, max_size=None, ping_interval=None, open_timeout=10
+    ) as conn:
+        yield conn
+
+
+async def read_until_closed(conn: ClientConnection, timeout: float) -> tuple[int | None, str]:
+    """Read (and drop) frames until the server closes; return (code, reason)."""
+    async with asyncio.timeout(timeout):
+        try:
+            while True:
+                await conn.recv()
+        except ConnectionClosed as exc:
+            return (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (None, "")
+
+
+# --- 1. Redis outage ---------------------------------------------------------------
+
+
+@pytest.mark.redis
+async def test_redis_outage_under_live_traffic(
+    redis_server: RedisProcess, chat_server: ChatFactory
+) -> None:
+    env = {
+        "ASOCIAL_REDIS_URL": redis_server.url,
+        "ASOCIAL_RATE_LIMIT_PER_MINUTE": "1000000",
+        "ASOCIAL_FRAMES_PER_SECOND": "1000",
+    }
+    pods = [chat_server(name="a", **env), chat_server(name="b", **env)]
+    room = "outage"
+    async with (
+        joined(pods[0].ws(f"uid=alice&channel={room}")) as alice_c,
+        joined(pods[1].ws(f"uid=bob&channel={room}")) as bob_c,
+    ):
+        alice, bob = Collector(alice_c), Collector(bob_c)
+        senders = {"alice": Sender(alice_c, "alice"), "bob": Sender(bob_c, "bob")}
+        try:
+            await eventually(
+                lambda: len(bob.numbers_from("alice")) >= 5 and len(alice.numbers_from("bob")) >= 5,
+                timeout=10,
+                what="chat crossing pods both ways before the outage",
+            )
+            reconnects_before = [await metric(p, "broker_reconnects_total") for p in pods]
+
+            redis_server.stop()
+            at_kill = {name: s.sent for name, s in senders.items()}
+
+            for pod in pods:
+
+                async def down(pod: ChatProcess = pod) -> bool:
+                    status, body = await ready(pod)
+                    checks = body.get("checks", {})
+                    return (
+                        status == 503
+                        and checks.get("broker") is False
+                        and checks.get("subscriber") is False
+                    )
+
+                await eventually(
+                    down, timeout=5, what=f"/ready 503 (broker, subscriber false) on {pod.port}"
+                )
+                assert (await http_get(pod.http("/health")))[0] == 200, "/health must stay 200"
+
+            # Frames sent during the outage are answered, never silently dropped.
+            await eventually(
+                lambda: alice.errors("unavailable") >= 3 and bob.errors("unavailable") >= 3,
+                timeout=5,
+                what="'unavailable' errors for chat sent during the outage",
+            )
+            in_outage = {name: await s.pause() - at_kill[name] for name, s in senders.items()}
+            await eventually(
+                lambda: (
+                    alice.errors("unavailable") >= in_outage["alice"]
+                    and bob.errors("unavailable") >= in_outage["bob"]
+                ),
+                timeout=5,
+                what=f"one 'unavailable' error per frame sent during the outage ({in_outage})",
+            )
+            for pod in pods:
+                assert pod.proc.poll() is None, f"server crashed in the outage:\n{pod.logs()}"
+            assert alice.close_code is None, "the outage must not close client sockets"
+            assert bob.close_code is None, "the outage must not close client sockets"
+
+            redis_server.start()
+            for pod in pods:
+                await eventually(
+                    lambda pod=pod: _status_is(pod, "/ready", 200),
+                    timeout=15,
+                    what=f"/ready 200 after redis came back on {pod.port}",
+                )
+            resumed = {name: s.sent for name, s in senders.items()}
+            for s in senders.values():
+                s.resume()
+            await eventually(
+                lambda: (
+                    max(bob.numbers_from("alice")) > resumed["alice"]
+                    and max(alice.numbers_from("bob")) > resumed["bob"]
+                ),
+                timeout=10,
+                what="chat crossing pods again on the existing connections",
+            )
+            # No frame answered with 'unavailable' was delivered late.
+            late = {
+                n for n in bob.numbers_from("alice") if at_kill["alice"] < n <= resumed["alice"]
+            }
+            assert not late, f"frames refused during the outage were delivered anyway: {late}"
+
+            async with (
+                joined(pods[0].ws(f"uid=carol&channel={room}")) as carol,
+                joined(pods[1].ws(f"uid=dave&channel={room}")) as dave,
+            ):
+                await carol.send(chat("carol-1", "from carol"))
+                got = await _recv_chat(dave, "carol")
+                assert got["payload"] == "from carol"
+                await dave.send(chat("dave-1", "from dave"))
+                got = await _recv_chat(carol, "dave")
+                assert got["payload"] == "from dave"
+
+            for pod, before in zip(pods, reconnects_before, strict=True):
+                after = await metric(pod, "broker_reconnects_total")
+                assert after > before, f"broker_reconnects_total did not grow on {pod.port}"
+        finally:
+            for s in senders.values():
+                await s.stop()
+            await alice.stop()
+            await bob.stop()
+
+
+async def _status_is(server: ChatProcess, path: str, status: int) -> bool:
+    return (await http_get(server.http(path)))[0] == status
+
+
+async def _recv_chat(c: Client, user_id: str, timeout: float = 10) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = await c.recv(timeout)
+            if frame["type"] == "chat" and frame["user_id"] == user_id:
+                return frame
+
+
+# --- 2. SIGTERM ----------------------------------------------------------------------
+
+
+async def test_sigterm_closes_every_client_with_1001_and_exits(chat_server: ChatFactory) -> None:
+    server = chat_server(
+        name="drain", ASOCIAL_FRAMES_PER_SECOND="1000", ASOCIAL_RATE_LIMIT_PER_MINUTE="1000000"
+    )
+    url = server.ws
+    async with contextlib.AsyncExitStack() as stack:
+        readers = [
+            Collector(await stack.enter_async_context(joined(url(f"uid=reader{i}&channel=r"))))
+            for i in range(4)
+        ]
+        talker_c = await stack.enter_async_context(joined(url("uid=talker&channel=r")))
+        talker = Collector(talker_c)
+        sender = Sender(talker_c, "t", interval=0.005)
+        await eventually(
+            lambda: all(len(r.numbers_from("talker")) >= 10 for r in readers),
+            timeout=10,
+            what="traffic in flight before SIGTERM",
+        )
+        signalled = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        everyone = [*readers, talker]
+        await eventually(
+            lambda: all(c.done.is_set() for c in everyone),
+            timeout=10,
+            what="every client closed after SIGTERM",
+        )
+        await sender.stop()
+        for c in everyone:
+            assert (c.close_code, c.close_reason) == (1001, "Server shutting down"), (
+                f"expected close 1001 'Server shutting down', got {c.close_code} {c.close_reason!r}"
+            )
+        rc = await asyncio.to_thread(server.proc.wait, 10)
+        elapsed = time.monotonic() - signalled
+        assert elapsed < 10, f"exit took {elapsed:.1f}s"
+        assert rc in (0, -signal.SIGTERM), f"exit code {rc}:\n{server.logs()}"
+
+
+async def test_sigterm_drain_is_bounded_by_the_grace_and_refuses_new_clients(
+    chat_server: ChatFactory,
+) -> None:
+    """A client that stops reading cannot hold the shutdown past the grace; while the
+    drain waits for it, /ready is 503 and new sockets are refused.
+
+    The grace is what the deployment budgets (terminationGracePeriodSeconds = preStop +
+    ASOCIAL_SHUTDOWN_GRACE_SECONDS), so running past it means SIGKILL in production."""
+    grace = 5.0  # ASOCIAL_SHUTDOWN_GRACE_SECONDS, set by the fixture
+    server = chat_server(
+        name="stuck",
+        ASOCIAL_SEND_QUEUE_SIZE="8",
+        ASOCIAL_FRAMES_PER_SECOND="10000",
+        ASOCIAL_RATE_LIMIT_PER_MINUTE="1000000",
+        ASOCIAL_MAX_MESSAGE_SIZE="65536",
+    )
+    async with (
+        stalled(server.ws("uid=stuck&channel=s")),
+        joined(server.ws("uid=flooder&channel=s")) as flooder,
+    ):
+        # Back the stuck client's socket up until its queue overflows: from then on its
+        # writer is blocked on a full socket and the drain has to wait for it.
+        big = "x" * 60_000
+        for i in range(1, 1001):
+            await flooder.send(chat(f"f-{i}", big))
+            if i % 10 == 0 and await metric(server, "slow_consumers_disconnected_total") > 0:
+                break
+        assert await metric(server, "slow_consumers_disconnected_total") > 0, "no backlog"
+
+        signalled = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        await eventually(
+            lambda: _status_is(server, "/ready", 503),
+            timeout=3,
+            what="/ready 503 while draining",
+        )
+        status, body = await ready(server)
+        if status == 503:  # still draining (it lasts the grace)
+            assert body["checks"]["accepting"] is False, body
+        with pytest.raises((InvalidStatus, ConnectionClosed, OSError)):
+            async with client(server.ws("uid=late&channel=s")) as late:
+                await late.recv_type("user_sync", timeout=3)
+        rc = await asyncio.to_thread(server.proc.wait, 30)
+        elapsed = time.monotonic() - signalled
+    assert rc in (0, -signal.SIGTERM), f"exit code {rc}:\n{server.logs()}"
+    assert elapsed < grace + 2, (
+        f"shutdown took {elapsed:.1f}s with one client that stopped reading; "
+        f"ASOCIAL_SHUTDOWN_GRACE_SECONDS={grace:g} must bound it (after the drain grace "
+        "uvicorn waits another timeout_graceful_shutdown=5s for the stuck socket)"
+    )
+
+
+# --- 3. slow consumer ----------------------------------------------------------------
+
+
+async def test_slow_consumer_is_closed_with_1013_and_the_room_keeps_flowing(
+    chat_server: ChatFactory,
+) -> None:
+    server = chat_server(
+        name="slow",
+        ASOCIAL_SEND_QUEUE_SIZE="8",
+        ASOCIAL_FRAMES_PER_SECOND="10000",
+        ASOCIAL_RATE_LIMIT_PER_MINUTE="1000000",
+        ASOCIAL_MAX_MESSAGE_SIZE="65536",
+    )
+    async with (
+        stalled(server.ws("uid=sloth&channel=busy")) as sloth,
+        joined(server.ws("uid=reader&channel=busy")) as reader_c,
+        joined(server.ws("uid=flooder&channel=busy")) as flooder,
+    ):
+        reader = Collector(reader_c)
+        big = "y" * 60_000
+        sent = 0
+        overflowed_at: int | None = None
+        while sent < 1000 and (overflowed_at is None or sent < overflowed_at + 30):
+            sent += 1
+            await flooder.send(chat(f"m-{sent}", f"{sent:06d}{big}"))
+            # At most 4 frames ahead of the normal reader: it must never fall behind.
+            await eventually(
+                lambda n=sent: len(reader.chats_from("flooder")) >= n - 4,
+                timeout=10,
+                what=f"the normal reader to keep up (frame {sent})",
+            )
+            if (
+                overflowed_at is None
+                and sent % 10 == 0
+                and await metric(server, "slow_consumers_disconnected_total") > 0
+            ):
+                overflowed_at = sent
+        assert overflowed_at is not None, f"no slow consumer detected after {sent} large frames"
+        await eventually(
+            lambda: len(reader.chats_from("flooder")) == sent,
+            timeout=10,
+            what="the normal reader to receive every frame",
+        )
+        numbers = [int(f["payload"][:6]) for f in reader.chats_from("flooder")]
+        assert numbers == list(range(1, sent + 1)), "the normal reader lost or reordered frames"
+        assert reader.close_code is None, f"the normal reader was closed ({reader.close_code})"
+
+        # The slow client, once it reads, finds the 1013 after what was already sent.
+        code, reason = await read_until_closed(sloth, timeout=15)
+        assert code == 1013, f"slow consumer closed with {code} {reason!r}, expected 1013"
+        await eventually(
+            lambda: _gauge_at_most(server, "websocket_connections_active", 2),
+            timeout=5,
+            what="the slow consumer's session to be released",
+        )
+        await reader.stop()
+
+
+async def _gauge_at_most(server: ChatProcess, name: str, limit: float) -> bool:
+    return await metric(server, name) <= limit
+
+
+# --- 4. transport limit --------------------------------------------------------------
+
+
+async def test_oversized_payload_gets_an_error_and_oversized_frame_is_closed_1009(
+    chat_server: ChatFactory,
+) -> None:
+    server = chat_server(name="sizes", ASOCIAL_MAX_MESSAGE_SIZE="4096")
+    transport_limit = 4096 * 6 + 1024
+    async with joined(server.ws("uid=big&channel=sizes")) as c:
+        await c.send(chat("too-big", "z" * 5000))
+        error = await c.recv_type("error")
+        assert error["code"] == "payload_too_large", error
+        assert error.get("message_id") == "too-big", error
+        # Still open and working.
+        await c.send({"type": "username_changed", "username": "still here"})
+        echo = await c.recv_type("username_changed")
+        assert echo["username"] == "still here"
+
+        await c.send(chat("huge", "z" * (transport_limit + 100)))
+        code, _ = await c.closed(timeout=5)
+        assert code == 1009, f"a frame over the transport limit closed with {code}, expected 1009"
+
+
+# --- 5. abuse ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bad_frame", "error_code", "close_code"),
+    [
+        pytest.param("{not json", "invalid_json", 1008, id="invalid-json"),
+        pytest.param('{"type": "user_joined"}', "forbidden_type", 1008, id="forbidden-type"),
+        pytest.param(b"\x00\x01binary", "binary_not_supported", 1003, id="binary"),
+    ],
+)
+async def test_repeated_bad_frames_close_the_socket(
+    chat_server: ChatFactory, bad_frame: str | bytes, error_code: str, close_code: int
+) -> None:
+    threshold = 5
+    server = chat_server(name="abuse", ASOCIAL_ABUSE_THRESHOLD=str(threshold))
+    async with joined(server.ws("uid=troll&channel=abuse")) as c:
+        for _ in range(threshold - 1):
+            await c.send(bad_frame)
+            error = await c.recv_type("error")
+            assert error["code"] == error_code, error
+        # Below the threshold the socket stays usable.
+        await c.send({"type": "color_changed", "color": "#123456"})
+        assert (await c.recv_type("color_changed"))["color"] == "#123456"
+
+        # The threshold-th bad frame closes the socket (extra ones may race the close).
+        await c.send(bad_frame)
+        with contextlib.suppress(ConnectionClosed):
+            for _ in range(2):
+                await c.send(bad_frame)
+        code, reason = await c.closed(timeout=5)
+        assert code == close_code, f"closed with {code} {reason!r}, expected {close_code}"
+        assert error_code in (reason or ""), reason
