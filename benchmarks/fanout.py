@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from benchmarks import fanout_procs
 from benchmarks.fanout_procs import (
     CACHE,
     CENTRIFUGO_MODULE,
@@ -43,6 +44,7 @@ from benchmarks.fanout_procs import (
     Proc,
     build_loadgen,
     centrifugo_binary,
+    child_setup,
     cpu_percent,
     cpu_sample,
     free_port,
@@ -75,6 +77,7 @@ class Options:
     centrifugo_version: str
     out: Path
     profile: bool
+    nice: int
 
     @property
     def server_cpus(self) -> str | None:
@@ -181,7 +184,11 @@ class Loadgen:
     def __init__(self, binary: Path, args: list[str], opts: Options, *, timeout: float) -> None:
         cmd = pinned([str(binary), *args], opts.load_cpus)
         self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=child_setup,
         )
         self.deadline = time.monotonic() + timeout
         self._echo = threading.Thread(target=self._forward_stderr, daemon=True)
@@ -228,7 +235,7 @@ def fanout_phase(peer: Peer, loadgen: Path, opts: Options) -> dict[str, Any]:
         budget = 240 + opts.duration + opts.warmup + opts.clients / 50
         gen = Loadgen(loadgen, args, opts, timeout=budget)
         result: dict[str, Any] = {}
-        first = second = None
+        first = second = gen_first = None
         rss_before = rss_kib(server.pid)
         profiler: subprocess.Popen[bytes] | None = None
         for event in gen.events():
@@ -238,10 +245,13 @@ def fanout_phase(peer: Peer, loadgen: Path, opts: Options) -> dict[str, Any]:
                 result["rss_connected_kib"] = rss_kib(server.pid)
             elif kind == "measure_start":
                 first = cpu_sample(server.pid)
+                gen_first = cpu_sample(gen.proc.pid)
                 if opts.profile:
                     profiler = start_profiler(peer.name, server.pid, opts.duration)
             elif kind == "measure_end":
                 second = cpu_sample(server.pid)
+                if gen_first is not None:
+                    result["loadgen_cpu_percent"] = cpu_percent(gen_first, cpu_sample(gen.proc.pid))
                 result["rss_end_kib"] = rss_kib(server.pid)
             elif kind == "result":
                 result.update({k: v for k, v in event.items() if k != "event"})
@@ -304,6 +314,8 @@ def idle_phase(peer: Peer, loadgen: Path, opts: Options) -> dict[str, Any]:
             elif kind == "result":
                 result["still_open"] = event["still_open"]
         gen.wait()
+        if not result.get("connected"):
+            raise BenchError(f"no idle connection could be opened: {result}")
         if "kib_per_connection" not in result:
             raise BenchError(f"idle phase produced no measurement: {result}")
         return result
@@ -406,6 +418,12 @@ def parse(argv: list[str] | None) -> Options:
     p.add_argument("--centrifugo-version", default=CENTRIFUGO_VERSION)
     p.add_argument("--profile", action="store_true", help="py-spy the Python servers")
     p.add_argument(
+        "--nice",
+        type=int,
+        default=-10 if os.geteuid() == 0 else 0,
+        help="scheduling priority of every benchmark process (default -10 as root, else 0)",
+    )
+    p.add_argument(
         "--out", type=Path, default=CACHE / "fanout-results.json", help="JSON results file"
     )
     a = p.parse_args(argv)
@@ -430,11 +448,13 @@ def parse(argv: list[str] | None) -> Options:
         centrifugo_version=a.centrifugo_version,
         out=a.out,
         profile=a.profile,
+        nice=a.nice,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse(argv)
+    fanout_procs.NICE = opts.nice
     started = time.time()
     try:
         loadgen = build_loadgen()
@@ -445,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         f"fan-out: {opts.clients} clients in {opts.rooms} room(s), {opts.rate:g} frames/s per "
         f"room, {opts.duration:g}s measured; idle: {opts.idle} connections in "
         f"{opts.idle_rooms} rooms; peers: {', '.join(opts.peers)}; "
-        f"pinning: {'server CPU 1, load+redis CPU 0' if opts.pin else 'off'}"
+        f"pinning: {'server CPU 1, load+redis CPU 0' if opts.pin else 'off'}; nice {opts.nice}"
     )
     say(f"load average at start: {os.getloadavg()[0]:.2f} (other work on the machine skews all)")
     results: dict[str, dict[str, Any]] = {}

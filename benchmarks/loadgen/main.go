@@ -135,7 +135,8 @@ func fail(format string, args ...any) {
 
 func roomName(o *options, room int) string {
 	if o.proto == "centrifugo" {
-		return fmt.Sprintf("%s:r%d", o.roomPrefix, room)
+		// The benchmark's Centrifugo config opens the "bench" namespace to anonymous clients.
+		return fmt.Sprintf("bench:%s-r%d", o.roomPrefix, room)
 	}
 	return fmt.Sprintf("%s-r%d", o.roomPrefix, room)
 }
