@@ -70,9 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # are noise at best and must never carry Secret payloads into logs.
     for name in ("kubernetes", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    if args.kubeconfig:
-        # kopf's own login reads KUBECONFIG; our client gets the path through memo.
-        os.environ["KUBECONFIG"] = args.kubeconfig
+    if not args.verbose:
+        # kopf reports every watch event's handler at INFO; our reconciler logs
+        # the changes that matter, so keep kopf to warnings and errors.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if args.metrics_port:
         metrics.serve(args.metrics_port)
     logging.getLogger(__name__).info("starting; namespaces=%s", ",".join(args.namespace) or "<all>")

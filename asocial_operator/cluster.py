@@ -17,6 +17,7 @@ import dataclasses
 import datetime
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -106,19 +107,36 @@ def resource_of(manifest: Mapping[str, Any]) -> Resource:
         raise ValueError(f"the operator does not manage kind {manifest.get('kind')!r}") from None
 
 
-def load_api_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
-    """In-cluster credentials when running in a pod, else the kubeconfig."""
+def load_configuration(kubeconfig: str | None = None) -> kubernetes.client.Configuration:
+    """Client configuration: in-cluster credentials when running in a pod, else the kubeconfig.
+
+    ``kubeconfig`` defaults to $KUBECONFIG (read now, not at import time) or ~/.kube/config.
+    """
     config = kubernetes.client.Configuration()
     if kubeconfig is None:
         try:
             kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
-            return kubernetes.client.ApiClient(config)
+            return config
         except kubernetes.config.ConfigException:
-            pass
+            kubeconfig = os.environ.get("KUBECONFIG") or None
     kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
         config_file=kubeconfig, client_configuration=config
     )
-    return kubernetes.client.ApiClient(config)
+    return config
+
+
+def load_api_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
+    return kubernetes.client.ApiClient(load_configuration(kubeconfig))
+
+
+def bearer_token(config: kubernetes.client.Configuration) -> str | None:
+    """The bearer token the configuration authenticates with, if any."""
+    header = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix(
+        "authorization"
+    )
+    if not header:
+        return None
+    return str(header).split(" ", 1)[-1]
 
 
 class Api(Protocol):

@@ -21,6 +21,20 @@ MANAGED = {naming.LABEL_MANAGED_BY: naming.FIELD_MANAGER}
 MANAGED_SELECTOR = f"{naming.LABEL_MANAGED_BY}={naming.FIELD_MANAGER}"
 
 
+@kopf.on.login()
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    """kopf's watches authenticate exactly like our API client (same kubeconfig)."""
+    config = cluster.load_configuration(memo.get("kubeconfig"))
+    return kopf.ConnectionInfo(
+        server=config.host,
+        ca_path=config.ssl_ca_cert,
+        insecure=not config.verify_ssl,
+        token=cluster.bearer_token(config),
+        certificate_path=config.cert_file,
+        private_key_path=config.key_file,
+    )
+
+
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Dead or silently stalled watch streams are reconnected at least this often.
