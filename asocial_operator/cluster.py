@@ -99,6 +99,11 @@ class ApiError(Exception):
     def not_found(self) -> bool:
         return self.status == 404
 
+    @property
+    def namespace_terminating(self) -> bool:
+        """Nothing can be created in a namespace being deleted; the instance goes with it."""
+        return self.status == 403 and "being terminated" in self.message
+
 
 def resource_of(manifest: Mapping[str, Any]) -> Resource:
     try:

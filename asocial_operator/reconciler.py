@@ -65,8 +65,12 @@ class Reconciler:
         try:
             outcome = self._reconcile(key)
         except cluster.ApiError as exc:
-            logger.warning("reconcile of %s/%s failed: %s", *key, exc)
-            outcome = Outcome("error", retry=True)
+            if exc.namespace_terminating or exc.not_found:
+                # The instance or its namespace is being deleted: nothing to repair.
+                outcome = Outcome("gone")
+            else:
+                logger.warning("reconcile of %s/%s failed: %s", *key, exc)
+                outcome = Outcome("error", retry=True)
         metrics.RECONCILES.labels(result=outcome.result).inc()
         metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
         metrics.observe_phases(self._store.phases())
@@ -168,6 +172,8 @@ class Reconciler:
                     )
                 applied = self._api.apply(manifest)
             except cluster.ApiError as exc:
+                if exc.namespace_terminating:
+                    raise
                 if kind == "StatefulSet" and exc.status == 422 and live is not None:
                     # Immutable StatefulSet fields (e.g. persistence) changed:
                     # replace it; its pods are recreated by the next pass.

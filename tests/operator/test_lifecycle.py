@@ -175,6 +175,13 @@ def test_config_change_rolls_pods_and_no_op_does_not(
 ) -> None:
     ns = shared_ns
     create_ready(kubectl, api, ns)
+
+    def alone() -> bool:
+        # Earlier tests' namespaces still terminating would cause writes of their own.
+        names = kubectl("get", "namespaces", "-o", "name").stdout.split()
+        return [n for n in names if n.startswith("namespace/asi-shared-")] == [f"namespace/{ns}"]
+
+    wait_for(alone, "other test namespaces to finish terminating", timeout=120)
     before = must(api, ns, "Deployment", "chat-backend")
     writes_before = writes(shared_operator)
 

@@ -143,3 +143,15 @@ def test_password_never_leaks(caplog: pytest.LogCaptureFixture) -> None:
     for (kind, _, _), obj in api.objects.items():
         if kind == "ConfigMap":
             assert PASSWORD not in repr(obj)
+
+
+def test_terminating_namespace_stops_quietly() -> None:
+    api, _, rec = setup()
+    api.fail_apply["Secret"] = cluster.ApiError(
+        403,
+        "Forbidden",
+        "unable to create new content in namespace team because it is being terminated",
+    )
+    assert rec.reconcile(KEY) == reconciler.Outcome("gone")
+    assert api.events == []
+    assert "status" not in api.instances[KEY]
