@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -110,6 +111,13 @@ def build(force: bool = False) -> Path:
     """Build every missing binary (all of them with ``force``); return the bin dir."""
     out = config.bin_dir()
     out.mkdir(parents=True, exist_ok=True)
+    # One build at a time per cache (2 cores are busy enough with a single go build).
+    with (out.parent / ".build.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_locked(out, force)
+
+
+def _build_locked(out: Path, force: bool) -> Path:
     go = config.go_binary()
     if shutil.which(go) is None:
         raise SystemExit(f"[devcluster build] Go toolchain not found: {go} (set ASOCIAL_GO)")

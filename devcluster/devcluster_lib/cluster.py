@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -9,7 +10,8 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +99,24 @@ class Cluster:
             return False, f"apiserver not ready: {detail}"
         return True, "ready"
 
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialize up/down of one state dir across processes (e.g. parallel test runs)."""
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.root.parent / f".{self.root.name}.lock"
+        with lock_path.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     # -------------------------------------------------------------------- up
     def up(self) -> Path:
+        with self._locked():
+            return self._up()
+
+    def _up(self) -> Path:
         start = time.monotonic()
         ok, detail = self.healthy()
         if ok:
@@ -106,7 +124,7 @@ class Cluster:
             return self.kubeconfig
         if self._load() is not None:
             _log(f"stale state ({detail}); cleaning up first")
-            self.down(quiet=True)
+            self._down(quiet=True)
         if not build.is_built():
             build.build()
         bin_dir = config.bin_dir()
@@ -125,7 +143,7 @@ class Cluster:
             self._start(data, bin_dir, ports)
         except BaseException:
             _log("start failed; stopping what was started")
-            self.down(quiet=True, keep_logs=True)
+            self._down(quiet=True, keep_logs=True)
             raise
         _log(
             f"ready in {time.monotonic() - start:.1f}s: https://127.0.0.1:{ports['apiserver']}"
@@ -337,7 +355,11 @@ class Cluster:
         self._save(data)
 
     # ------------------------------------------------------------------ down
-    def down(self, quiet: bool = False, keep_logs: bool = False) -> bool:
+    def down(self, quiet: bool = False) -> bool:
+        with self._locked():
+            return self._down(quiet=quiet)
+
+    def _down(self, quiet: bool = False, keep_logs: bool = False) -> bool:
         data = self._load()
         if data is None:
             if not quiet:

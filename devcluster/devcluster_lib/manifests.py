@@ -44,12 +44,6 @@ def node(name: str) -> dict[str, Any]:
         "status": {
             "allocatable": resources,
             "capacity": resources,
-            "nodeInfo": {
-                "architecture": "amd64",
-                "operatingSystem": "linux",
-                "kubeletVersion": "fake",
-                "kubeProxyVersion": "fake",
-            },
         },
     }
 
