@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         log_config=None,
         server_header=False,
         proxy_headers=True,
-        timeout_graceful_shutdown=5,
+        # The drain uses 90% of the grace; uvicorn gets the rest to close what is left.
+        timeout_graceful_shutdown=max(1, round(0.1 * settings.shutdown_grace_seconds)),
     )
     DrainingServer(config, app.state.runtime).run()
     return 0

@@ -125,11 +125,11 @@ class Member:
 
 
 def valid_channel(name: str) -> bool:
-    return bool(CHANNEL_RE.match(name))
+    return bool(CHANNEL_RE.fullmatch(name))
 
 
 def valid_user_id(user_id: str) -> bool:
-    return bool(USER_ID_RE.match(user_id))
+    return bool(USER_ID_RE.fullmatch(user_id))
 
 
 def clean_username(value: object) -> str | None:
@@ -143,7 +143,7 @@ def clean_username(value: object) -> str | None:
 
 
 def clean_color(value: object) -> str | None:
-    if isinstance(value, str) and COLOR_RE.match(value):
+    if isinstance(value, str) and COLOR_RE.fullmatch(value):
         return value
     return None
 
@@ -188,7 +188,7 @@ def parse_client_frame(text: str, *, identity: Identity, max_payload_bytes: int)
 def _message_id(value: object) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not MESSAGE_ID_RE.match(value):
+    if not isinstance(value, str) or not MESSAGE_ID_RE.fullmatch(value):
         raise ProtocolError(
             ErrorCode.INVALID_FRAME,
             "'message_id' must be 1-128 characters of letters, digits, '_', '-', '.', ':'",

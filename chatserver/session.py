@@ -16,6 +16,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
+from typing import Any
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -71,18 +72,24 @@ class Runtime:
             self.idle.set()
 
     async def drain(self, grace_s: float) -> None:
-        """Refuse new sockets, tell every client 1001 after its queued frames, and wait
-        up to ``grace_s`` for them to go."""
+        """Refuse new sockets, tell every client 1001 after its queued frames, and be done
+        within ``grace_s``: clients still there after 90% of it are cut off."""
         if not self.draining:
             self.draining = True
             log.info("draining %d connections", len(self.sessions))
         for session in list(self.sessions):
             session.close(CLOSE_GOING_AWAY, "Server shutting down", after_queue=True)
+        if not await self._wait_idle(0.8 * grace_s):
+            log.warning("cutting off %d connections at the end of the grace", len(self.sessions))
+            for session in list(self.sessions):
+                session.kill()
+            await self._wait_idle(0.1 * grace_s)
+
+    async def _wait_idle(self, timeout: float) -> bool:
         if self.sessions:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.idle.wait(), timeout=grace_s)
-        if self.sessions:
-            log.warning("%d connections still open after the grace period", len(self.sessions))
+                await asyncio.wait_for(self.idle.wait(), timeout=timeout)
+        return not self.sessions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +113,8 @@ class Session:
         self._queue: asyncio.Queue[str | _Close] = asyncio.Queue(self._limit + 1)
         self._held: list[str] | None = []  # frames that arrive before user_sync went out
         self._closing = False
+        self._task: asyncio.Task[Any] | None = None
+        self.killed = False
         self._bucket = FrameBucket(runtime.settings.frames_per_second)
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._strikes = 0
@@ -135,6 +144,12 @@ class Session:
         log.info("slow consumer dropped", extra={"user": self.user_id})
         self.close(CLOSE_TRY_LATER, "Too slow: frames arrive faster than they are read")
 
+    def kill(self) -> None:
+        """Stop serving this client now, even if it never reads its close frame."""
+        self.killed = True
+        if self._task is not None:
+            self._task.cancel()
+
     def close(self, code: int, reason: str, *, after_queue: bool = False) -> None:
         """Close once: now (queued frames dropped) or after the queued frames."""
         if self._closing:
@@ -149,6 +164,7 @@ class Session:
 
     async def run(self, *, subprotocol: str | None) -> None:
         rt = self.rt
+        self._task = asyncio.current_task()
         await self.ws.accept(subprotocol=subprotocol)
         rt.add(self)
         rt.metrics.connections_active.inc()
@@ -262,12 +278,18 @@ class Session:
             frame = protocol.parse_client_frame(
                 text, identity=self.identity, max_payload_bytes=rt.settings.max_message_size
             )
+            if isinstance(frame, protocol.ChatFrame) and frame.message_id is None:
+                frame = dataclasses.replace(frame, message_id=uuid.uuid4().hex)
             await self._handle(frame)
         except ProtocolError as exc:
             close_code = CLOSE_TRY_LATER if exc.code == ErrorCode.RATE_LIMITED else CLOSE_POLICY
             self._strike(exc, close_code=close_code)
         except BrokerUnavailable:
-            self._send_error(ErrorCode.UNAVAILABLE, "message not sent: chat is briefly unavailable")
+            self._send_error(
+                ErrorCode.UNAVAILABLE,
+                "not sent: chat is briefly unavailable; try again",
+                message_id=getattr(frame, "message_id", None),
+            )
 
     async def _handle(self, frame: protocol.ClientFrame) -> None:
         rt, channel = self.rt, self.identity.channel_id
@@ -432,5 +454,10 @@ async def serve(runtime: Runtime, websocket: WebSocket) -> None:
     token_cid = logs.correlation_id.set(session.conn_id)
     try:
         await session.run(subprotocol=subprotocol)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if not session.killed or task is None:
+            raise
+        task.uncancel()  # our own cut-off at the end of a drain: finish normally
     finally:
         logs.correlation_id.reset(token_cid)

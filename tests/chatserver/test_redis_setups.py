@@ -122,6 +122,21 @@ def sentinel(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
             timeout=15,
             what="the replica to sync",
         )
+        # Sentinel learns of replicas from the master's INFO, every 10 s; a failover
+        # before that finds "no good slave".
+        wait_until(
+            lambda: (
+                f"\n{replica}\n"
+                in subprocess.run(
+                    ["redis-cli", "-p", str(sentinel_port), "sentinel", "replicas", "asocial"],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                ).stdout
+            ),
+            timeout=20,
+            what="Sentinel to discover the replica",
+        )
         yield sentinel_port, procs[0]
     finally:
         for proc in procs:
