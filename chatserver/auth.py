@@ -151,7 +151,9 @@ def _firebase_verifier(settings: Settings) -> Verifier:
 
     def verify(token: str) -> dict[str, Any]:
         try:
-            claims: dict[str, Any] = auth.verify_id_token(token, app=app, clock_skew_seconds=CLOCK_SKEW_S)
+            claims: dict[str, Any] = auth.verify_id_token(
+                token, app=app, clock_skew_seconds=CLOCK_SKEW_S
+            )
         except auth.ExpiredIdTokenError as exc:
             raise AuthError("expired", "token has expired; sign in again") from exc
         except (auth.InvalidIdTokenError, ValueError) as exc:
