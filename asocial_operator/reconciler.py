@@ -59,6 +59,9 @@ class Reconciler:
         self._store = observed
         self._clock = clock
         self._new_password = password_factory
+        # Last password per instance: a deleted Secret comes back with the same
+        # value, so running pods (which read it at start) keep working.
+        self._passwords: dict[store.Key, str] = {}
 
     def reconcile(self, key: store.Key) -> Outcome:
         started = time.monotonic()
@@ -79,6 +82,7 @@ class Reconciler:
     def _reconcile(self, key: store.Key) -> Outcome:
         body = self._store.instance(key)
         if body is None or body["metadata"].get("deletionTimestamp"):
+            self._passwords.pop(key, None)
             return Outcome("gone")
         namespace, name = key
         meta = body["metadata"]
@@ -100,7 +104,7 @@ class Reconciler:
             name=name,
             uid=str(meta["uid"]),
             spec=spec,
-            redis_password=self._password(ctx_names=naming.Names(name), key=key, spec=spec),
+            redis_password=self._password(key=key, spec=spec),
         )
         monitor_crd = spec.monitoring.service_monitor and self._api.crd_exists(
             cluster.SERVICE_MONITOR_CRD
@@ -129,29 +133,27 @@ class Reconciler:
             return Outcome("error", retry=True)
         return Outcome("changed" if changed or removed else "unchanged", retry=retry)
 
-    def _password(
-        self, *, ctx_names: naming.Names, key: store.Key, spec: specs.InstanceSpec
-    ) -> str | None:
-        """The managed Redis password: read back from the existing Secret, else generated once."""
+    def _password(self, *, key: store.Key, spec: specs.InstanceSpec) -> str | None:
+        """The managed Redis password: the existing Secret's, else remembered, else new."""
         if not spec.redis.managed:
             return None
-        namespace = key[0]
-        secret = self._store.child("Secret", namespace, ctx_names.secret)
-        if secret is None:
+        namespace, name = key
+        secret_name = naming.Names(name).secret
+        secret = self._store.child("Secret", namespace, secret_name)
+        if secret is None and key not in self._passwords:
             # Not seen yet (e.g. just after start): ask the API before generating,
             # so a restart never rotates the password under running pods.
-            secret = self._api.get("Secret", namespace, ctx_names.secret)
+            secret = self._api.get("Secret", namespace, secret_name)
         encoded = ((secret or {}).get("data") or {}).get(common.PASSWORD_KEY)
+        password: str | None = None
         if encoded:
             try:
-                return base64.b64decode(encoded, validate=True).decode()
+                password = base64.b64decode(encoded, validate=True).decode()
             except (binascii.Error, UnicodeDecodeError):
-                logger.warning(
-                    "Secret %s/%s holds an unreadable password; replacing it",
-                    namespace,
-                    ctx_names.secret,
-                )
-        return self._new_password()
+                logger.warning("Secret %s/%s holds an unreadable password", namespace, secret_name)
+        password = password or self._passwords.get(key) or self._new_password()
+        self._passwords[key] = password
+        return password
 
     def _apply_all(
         self, desired: list[manifests.Manifest], *, namespace: str, min_replicas: int

@@ -22,7 +22,10 @@ def setup(spec: dict[str, Any] | None = None) -> tuple[FakeApi, store.Store, rec
     api.instances[KEY] = body
     observed.put_instance(body)
     rec = reconciler.Reconciler(
-        api, observed, clock=lambda: "2026-01-01T00:00:00Z", password_factory=lambda: PASSWORD
+        api,
+        observed,
+        clock=lambda: "2026-01-01T00:00:00Z",
+        password_factory=iter([PASSWORD, "second-password"]).__next__,
     )
     return api, observed, rec
 
@@ -155,3 +158,13 @@ def test_terminating_namespace_stops_quietly() -> None:
     assert rec.reconcile(KEY) == reconciler.Outcome("gone")
     assert api.events == []
     assert "status" not in api.instances[KEY]
+
+
+def test_deleted_secret_returns_with_the_same_password() -> None:
+    api, observed, rec = setup()
+    rec.reconcile(KEY)
+    del api.objects[("Secret", "team", "chat-redis-auth")]
+    observed.remove_child("Secret", "team", "chat-redis-auth")
+    rec.reconcile(KEY)
+    secret = api.objects[("Secret", "team", "chat-redis-auth")]
+    assert base64.b64decode(secret["data"]["redis-password"]).decode() == PASSWORD

@@ -24,7 +24,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "ingress.host is required when ingress.tls.enabled is true",
     ),
     ("external-without-url", {"redis": {"mode": "external"}}, "redis.mode external needs"),
-    ("redis-two-replicas", {"redis": {"replicas": 2}}, "supported values: 1, 3, 5"),
+    ("redis-two-replicas", {"redis": {"replicas": 2}}, "spec.redis.replicas: Unsupported value: 2"),
     (
         "firebase-without-project",
         {"auth": {"mode": "firebase"}},
