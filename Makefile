@@ -8,8 +8,18 @@ STAMP := .make/installed
 
 .PHONY: demo test install system-deps lint typecheck layers unit devcluster-up devcluster-down chat bench clean
 
-## demo: run the chat server on the embedded broker and open http://$(HOST):$(PORT)/
+## demo: devcluster + operator + a minimal AsocialInstance until Ready, then the canvas
+## at http://$(HOST):$(PORT)/ served by a local chat server (Ctrl-C stops it)
 demo: install
+	PYTHON=$(PYTHON) examples/demo.sh
+	@echo
+	@echo "==> the canvas: http://$(HOST):$(PORT)/  (open it twice, click anywhere, type)"
+	@echo "    Ctrl-C stops the chat server; 'examples/demo.sh stop' the operator;"
+	@echo "    'devcluster/devcluster down' the cluster."
+	$(PYTHON) -m chatserver.cli --host $(HOST) --port $(PORT)
+
+## chat: only the chat server, on the in-memory broker
+chat: install
 	$(PYTHON) -m chatserver.cli --host $(HOST) --port $(PORT)
 
 ## test: install everything the suite needs, then lint, type-check and run every test
