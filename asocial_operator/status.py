@@ -57,11 +57,13 @@ def _int(body: Body | None, *path: str) -> int:
 
 
 def _rolled_out(body: Body) -> bool:
+    """The controller saw the latest spec, every pod is updated and no surplus pod remains."""
     generation = _int(body, "metadata", "generation")
     observed = _int(body, "status", "observedGeneration")
     replicas = _int(body, "spec", "replicas")
     updated = _int(body, "status", "updatedReplicas")
-    return observed >= generation and updated >= replicas
+    current = _int(body, "status", "replicas")
+    return observed >= generation and updated >= replicas and current == replicas
 
 
 def backend_desired(spec: specs.InstanceSpec, deployment: Body | None) -> int:

@@ -253,15 +253,8 @@ def test_drift_is_repaired(kubectl: Kubectl, api: cluster.Cluster, shared_ns: st
         "terminationGracePeriodSeconds restored",
         timeout=REPAIR_SECONDS,
     )
-    kubectl(
-        "patch",
-        "service",
-        "chat-backend",
-        "-n",
-        ns,
-        "-p",
-        '{"spec":{"ports":[{"port":9999,"name":"http","targetPort":"http"}]}}',
-    )
+    ports = [{"op": "replace", "path": "/spec/ports/0/port", "value": 9999}]
+    kubectl("patch", "service", "chat-backend", "-n", ns, "--type=json", "-p", json.dumps(ports))
     wait_for(
         lambda: must(api, ns, "Service", "chat-backend")["spec"]["ports"][0]["port"] == 8080,
         "Service port restored",

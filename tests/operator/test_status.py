@@ -34,6 +34,7 @@ def statefulset(*, replicas: int = 1, ready: int = 1) -> dict[str, Any]:
         "spec": {"replicas": replicas},
         "status": {
             "observedGeneration": 1,
+            "replicas": replicas,
             "readyReplicas": ready,
             "updatedReplicas": replicas,
             "currentRevision": "r1",
@@ -120,6 +121,14 @@ def test_errors_fail() -> None:
     result = compute(status.Observed(), errors=("applying Deployment chat-backend: forbidden",))
     assert result["phase"] == "Failed"
     assert result["message"] == "applying Deployment chat-backend: forbidden"
+
+
+def test_scale_down_in_progress_is_not_ready() -> None:
+    spec = specs.parse({"autoscaling": {"enabled": False}, "backend": {"replicas": 2}})
+    dep = deployment(replicas=2, ready=3)
+    dep["status"]["replicas"] = 3
+    result = compute(status.Observed(dep, statefulset()), spec=spec)
+    assert result["phase"] == "Progressing"
 
 
 def test_hpa_desired_never_below_min() -> None:
