@@ -6,7 +6,7 @@ PORT ?= 8080
 APT_PACKAGES := redis-server chromium openssl
 STAMP := .make/installed
 
-.PHONY: demo test install system-deps lint typecheck layers unit devcluster-up devcluster-down chat bench clean
+.PHONY: demo test install firebase-tools system-deps lint typecheck layers unit devcluster-up devcluster-down chat bench clean
 
 ## demo: devcluster + operator + a minimal AsocialInstance until Ready, then the canvas
 ## at http://$(HOST):$(PORT)/ served by a local chat server (Ctrl-C stops it)
@@ -23,10 +23,14 @@ chat: install
 	$(PYTHON) -m chatserver.cli --host $(HOST) --port $(PORT)
 
 ## test: install everything the suite needs, then lint, type-check and run every test
-test: install lint typecheck layers devcluster-up
+test: install firebase-tools lint typecheck layers devcluster-up
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 install: system-deps $(STAMP)
+
+## firebase-tools (the real Firebase Auth emulator) from npm, cached outside the tree
+firebase-tools:
+	bash tests/fixtures/firebase_install.sh >/dev/null
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test,dev]'

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -140,6 +141,14 @@ def _firebase_verifier(settings: Settings) -> Verifier:
 
     if not settings.firebase_project_id:
         raise AuthConfigError("ASOCIAL_AUTH_MODE=firebase needs ASOCIAL_FIREBASE_PROJECT_ID")
+    if os.environ.get(
+        "FIREBASE_AUTH_EMULATOR_HOST"
+    ) and not settings.firebase_project_id.startswith("demo-"):
+        # Emulator tokens are unsigned: anyone could claim any identity.
+        raise AuthConfigError(
+            "FIREBASE_AUTH_EMULATOR_HOST is set, so token signatures would not be checked; "
+            "unset it in production, or use a demo-* ASOCIAL_FIREBASE_PROJECT_ID with the emulator"
+        )
     credential = None
     if settings.firebase_credentials_file is not None:
         credential = credentials.Certificate(str(settings.firebase_credentials_file))

@@ -183,6 +183,12 @@ async def test_firebase_accepts_emulator_tokens(monkeypatch: pytest.MonkeyPatch)
     assert info.value.reason == "expired"
 
 
+def test_emulator_host_is_refused_for_a_real_project(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
+    with pytest.raises(AuthConfigError, match="signatures would not be checked"):
+        Authenticator(settings(auth_mode="firebase", firebase_project_id="prod-project"))
+
+
 def test_firebase_mode_needs_a_project() -> None:
     with pytest.raises(AuthConfigError, match="ASOCIAL_FIREBASE_PROJECT_ID"):
         Authenticator(settings(auth_mode="firebase"))
