@@ -219,6 +219,11 @@ class Loadgen:
         if self.proc.stdin is not None and not self.proc.stdin.closed:
             self.proc.stdin.close()
 
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
     def wait(self) -> int:
         self.close_stdin()
         code = self.proc.wait(30)
@@ -238,24 +243,29 @@ def fanout_phase(peer: Peer, loadgen: Path, opts: Options) -> dict[str, Any]:
         first = second = gen_first = None
         rss_before = rss_kib(server.pid)
         profiler: subprocess.Popen[bytes] | None = None
-        for event in gen.events():
-            kind = event["event"]
-            if kind == "ready":
-                result["connect_failed"] = event["failed"]
-                result["rss_connected_kib"] = rss_kib(server.pid)
-            elif kind == "measure_start":
-                first = cpu_sample(server.pid)
-                gen_first = cpu_sample(gen.proc.pid)
-                if opts.profile:
-                    profiler = start_profiler(peer.name, server.pid, opts.duration)
-            elif kind == "measure_end":
-                second = cpu_sample(server.pid)
-                if gen_first is not None:
-                    result["loadgen_cpu_percent"] = cpu_percent(gen_first, cpu_sample(gen.proc.pid))
-                result["rss_end_kib"] = rss_kib(server.pid)
-            elif kind == "result":
-                result.update({k: v for k, v in event.items() if k != "event"})
-        code = gen.wait()
+        try:
+            for event in gen.events():
+                kind = event["event"]
+                if kind == "ready":
+                    result["connect_failed"] = event["failed"]
+                    result["rss_connected_kib"] = rss_kib(server.pid)
+                elif kind == "measure_start":
+                    first = cpu_sample(server.pid)
+                    gen_first = cpu_sample(gen.proc.pid)
+                    if opts.profile:
+                        profiler = start_profiler(peer.name, server.pid, opts.duration)
+                elif kind == "measure_end":
+                    second = cpu_sample(server.pid)
+                    if gen_first is not None:
+                        result["loadgen_cpu_percent"] = cpu_percent(
+                            gen_first, cpu_sample(gen.proc.pid)
+                        )
+                    result["rss_end_kib"] = rss_kib(server.pid)
+                elif kind == "result":
+                    result.update({k: v for k, v in event.items() if k != "event"})
+            code = gen.wait()
+        finally:
+            gen.kill()  # also on errors and Ctrl-C: never leave it running
         if profiler is not None:
             profiler.wait(60)
         if server.popen.poll() is not None:
@@ -295,25 +305,28 @@ def idle_phase(peer: Peer, loadgen: Path, opts: Options) -> dict[str, Any]:
         args += ["-room-prefix", "idle"]
         gen = Loadgen(loadgen, args, opts, timeout=900)
         result: dict[str, Any] = {"rss_before_kib": before}
-        for event in gen.events():
-            kind = event["event"]
-            if kind == "ready":
-                result["connect_failed"] = event["failed"]
-            elif kind == "idle_ready":
-                connected = event["connected"]
-                result["connected"] = connected
-                say(f"   {connected} idle connections open; letting the server settle")
-                time.sleep(5.0)
-                after = rss_kib(server.pid)
-                result["rss_after_kib"] = after
-                idle_cpu = cpu_sample(server.pid)
-                time.sleep(3.0)
-                result["idle_cpu_percent"] = cpu_percent(idle_cpu, cpu_sample(server.pid))
-                result["kib_per_connection"] = (after - before) / max(1, connected)
-                gen.close_stdin()
-            elif kind == "result":
-                result["still_open"] = event["still_open"]
-        gen.wait()
+        try:
+            for event in gen.events():
+                kind = event["event"]
+                if kind == "ready":
+                    result["connect_failed"] = event["failed"]
+                elif kind == "idle_ready":
+                    connected = event["connected"]
+                    result["connected"] = connected
+                    say(f"   {connected} idle connections open; letting the server settle")
+                    time.sleep(5.0)
+                    after = rss_kib(server.pid)
+                    result["rss_after_kib"] = after
+                    idle_cpu = cpu_sample(server.pid)
+                    time.sleep(3.0)
+                    result["idle_cpu_percent"] = cpu_percent(idle_cpu, cpu_sample(server.pid))
+                    result["kib_per_connection"] = (after - before) / max(1, connected)
+                    gen.close_stdin()
+                elif kind == "result":
+                    result["still_open"] = event["still_open"]
+            gen.wait()
+        finally:
+            gen.kill()
         if not result.get("connected"):
             raise BenchError(f"no idle connection could be opened: {result}")
         if "kib_per_connection" not in result:

@@ -77,7 +77,8 @@ var (
 	measureEnd   atomic.Int64 // Unix ns; MaxInt64 until set
 	received     atomic.Int64 // all chat deliveries (for progress)
 	closedConns  atomic.Int64
-	closeCodes   sync.Map // code -> *atomic.Int64
+	tearingDown  atomic.Bool // set before we close our own sockets at the end
+	closeCodes   sync.Map    // code -> *atomic.Int64
 )
 
 func emit(event map[string]any) {
@@ -292,7 +293,10 @@ func (c *client) read(o *options) {
 				c.failed <- fmt.Errorf("closed before joining: %w", err)
 				return
 			}
-			code := -1
+			if tearingDown.Load() {
+				return
+			}
+			code := -1 // -1: the TCP connection ended without a close frame
 			var ce *websocket.CloseError
 			if errors.As(err, &ce) {
 				code = ce.Code
@@ -501,6 +505,7 @@ func runFanout(o *options, clients []*client) {
 	close(stop)
 
 	// Stop the readers before touching their slices.
+	tearingDown.Store(true)
 	for _, c := range clients {
 		c.ws.Close()
 	}
@@ -593,6 +598,7 @@ func runIdle(o *options, clients []*client) {
 	case <-time.After(o.hold):
 	}
 	still := int64(len(clients)) - closedConns.Load()
+	tearingDown.Store(true)
 	for _, c := range clients {
 		c.ws.Close()
 	}
