@@ -176,14 +176,18 @@ class Reconciler:
             except cluster.ApiError as exc:
                 if exc.namespace_terminating:
                     raise
-                if kind == "StatefulSet" and exc.status == 422 and live is not None:
-                    # Immutable StatefulSet fields (e.g. persistence) changed:
-                    # replace it; its pods are recreated by the next pass.
+                if exc.status == 422 and live is not None:
+                    # The live object cannot be patched into shape: an immutable
+                    # field changed (StatefulSet persistence) or a hand edit left
+                    # entries another manager owns (a renumbered Service port).
+                    # Replace it; the next pass (its DELETED event) recreates it.
+                    logger.warning("replacing %s %s/%s: %s", kind, namespace, name, exc.message)
                     self._api.delete(kind, namespace, name)
                     self._store.remove_child(kind, namespace, name)
-                    changed.append(f"{kind} {name} (recreating: {exc.message})")
+                    changed.append(f"{kind} {name} (replaced: {exc.message})")
                     retry = True
                     continue
+                logger.warning("applying %s %s/%s failed: %s", kind, namespace, name, exc)
                 errors.append(f"applying {kind} {name} failed: {exc.message or exc.reason}")
                 continue
             self._store.put_child(applied)

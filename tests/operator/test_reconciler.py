@@ -168,3 +168,19 @@ def test_deleted_secret_returns_with_the_same_password() -> None:
     rec.reconcile(KEY)
     secret = api.objects[("Secret", "team", "chat-redis-auth")]
     assert base64.b64decode(secret["data"]["redis-password"]).decode() == PASSWORD
+
+
+def test_unpatchable_child_is_replaced() -> None:
+    api, observed, rec = setup()
+    rec.reconcile(KEY)
+    svc = observed.child("Service", "team", "chat-backend")
+    assert svc is not None
+    svc["spec"]["ports"][0]["port"] = 9999
+    observed.put_child(svc)
+    api.fail_apply["Service"] = cluster.ApiError(422, "Invalid", 'Duplicate value: "http"')
+    api.writes.clear()
+    assert rec.reconcile(KEY).retry
+    assert api.writes == ["apply Service chat-backend", "delete Service chat-backend"]
+    del api.fail_apply["Service"]
+    rec.reconcile(KEY)
+    assert api.objects[("Service", "team", "chat-backend")]["spec"]["ports"][0]["port"] == 8080
