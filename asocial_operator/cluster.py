@@ -79,7 +79,9 @@ CHILDREN: tuple[Resource, ...] = (
 )
 SERVICE_MONITOR = Resource("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors")
 SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
-BY_KIND: dict[str, Resource] = {r.kind: r for r in (*CHILDREN, SERVICE_MONITOR, INSTANCE)}
+# Watched for drift; kopf serves the ServiceMonitor watch only while its CRD exists.
+WATCHED: tuple[Resource, ...] = (*CHILDREN, SERVICE_MONITOR)
+BY_KIND: dict[str, Resource] = {r.kind: r for r in (*WATCHED, INSTANCE)}
 
 
 class ApiError(Exception):

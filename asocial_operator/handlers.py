@@ -45,7 +45,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.posting.level = logging.WARNING
     if hasattr(settings.watching, "label_selectors"):
         # Let the API server filter children: we never hold others' Secrets.
-        for resource in cluster.CHILDREN:
+        for resource in cluster.WATCHED:
             settings.watching.label_selectors[(resource.api_version, resource.plural)] = (
                 MANAGED_SELECTOR
             )
@@ -90,7 +90,7 @@ async def child_event(
         memo.queue.add(owner)
 
 
-for _resource in cluster.CHILDREN:
+for _resource in cluster.WATCHED:
     kopf.on.event(_resource.api_version, _resource.plural, labels=MANAGED, id=_resource.plural)(
         child_event
     )

@@ -32,6 +32,26 @@ def owner_instance(body: Mapping[str, Any]) -> Key | None:
     return None
 
 
+def _version(body: Mapping[str, Any] | None) -> int | None:
+    raw = (body or {}).get("metadata", {}).get("resourceVersion")
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+def _older(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
+    """Whether ``new`` is an older version than what is stored.
+
+    Our own write's response and the watch event for a later change race each
+    other; keeping the newest stops a stale copy (say, a StatefulSet without
+    its ready count) from sticking when no further event comes. resourceVersions
+    are etcd revisions in practice; if they ever do not parse, newest-arrival wins.
+    """
+    new_v, old_v = _version(new), _version(old)
+    return new_v is not None and old_v is not None and new_v < old_v
+
+
 class Store:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -42,7 +62,8 @@ class Store:
     def put_instance(self, body: Mapping[str, Any]) -> Key:
         key = instance_key(body)
         with self._lock:
-            self._instances[key] = copy.deepcopy(dict(body))
+            if not _older(body, self._instances.get(key)):
+                self._instances[key] = copy.deepcopy(dict(body))
         return key
 
     def remove_instance(self, key: Key) -> None:
@@ -68,6 +89,8 @@ class Store:
         ckey = (str(body["kind"]), str(meta["namespace"]), str(meta["name"]))
         owner = owner_instance(body)
         with self._lock:
+            if _older(body, self._children.get(ckey)):
+                return owner
             self._drop_child(ckey)
             self._children[ckey] = copy.deepcopy(dict(body))
             if owner is not None:

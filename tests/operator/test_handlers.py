@@ -13,7 +13,7 @@ def test_every_child_kind_and_the_instance_are_watched() -> None:
         (h.selector.group, h.selector.version, h.selector.any_name)  # type: ignore[union-attr]
         for h in registry._watching.get_all_handlers()
     }
-    expected = {(r.group, r.version, r.plural) for r in cluster.CHILDREN}
+    expected = {(r.group, r.version, r.plural) for r in cluster.WATCHED}
     expected.add((naming.GROUP, naming.VERSION, naming.PLURAL))
     assert expected <= watched
     assert handlers.child_event is not None
