@@ -17,14 +17,34 @@ class ApiClient:
         ctx.load_cert_chain(str(pki.client_cert(user)), str(pki.client_key(user)))
         self._ctx = ctx
 
-    def request(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    def request(
+        self, path: str, timeout: float = 5.0, method: str = "GET", body: bytes | None = None
+    ) -> tuple[int, bytes]:
         conn = http.client.HTTPSConnection(
             "127.0.0.1", self.port, context=self._ctx, timeout=timeout
         )
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         try:
-            conn.request("GET", path, headers={"Accept": "application/json"})
+            conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()
             return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    def create_all(self, objects: list[tuple[str, dict[str, Any]]]) -> None:
+        """POST each (collection path, object) over one connection; existing ones are kept."""
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self._ctx, timeout=30)
+        headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        try:
+            for path, obj in objects:
+                conn.request("POST", path, body=json.dumps(obj).encode(), headers=headers)
+                resp = conn.getresponse()
+                body = resp.read()
+                if resp.status not in (200, 201, 202, 409):
+                    name = obj.get("metadata", {}).get("name")
+                    raise RuntimeError(f"create {path} {name}: HTTP {resp.status}: {body[:500]!r}")
         finally:
             conn.close()
 

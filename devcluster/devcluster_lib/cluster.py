@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -320,22 +319,12 @@ class Cluster:
             ],
         )
 
-        bootstrap = self.root / "bootstrap.json"
-        bootstrap.write_text(json.dumps(manifests.bootstrap(self.root / "volumes"), indent=1))
-        result = subprocess.run(
-            [
-                str(bin_dir / "kubectl"),
-                f"--kubeconfig={self.kubeconfig}",
-                "create",
-                "-f",
-                str(bootstrap),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise SystemExit(f"devcluster: creating nodes/storage failed:\n{result.stderr}")
+        objects = manifests.bootstrap(self.root / "volumes")
+        (self.root / "bootstrap.json").write_text(json.dumps([o for _, o in objects], indent=1))
+        try:
+            api.create_all(objects)
+        except (OSError, RuntimeError) as exc:
+            raise SystemExit(f"devcluster: creating nodes/storage failed: {exc}") from exc
         _log(f"nodes, StorageClass and PersistentVolumes created ({time.monotonic() - t0:.1f}s)")
 
         wanted = set(manifests.node_names())

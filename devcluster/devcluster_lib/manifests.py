@@ -85,8 +85,11 @@ def node_names() -> list[str]:
     return [f"kwok-node-{i}" for i in range(node_count())]
 
 
-def bootstrap(volumes_dir: Path) -> dict[str, Any]:
-    items: list[dict[str, Any]] = [node(name) for name in node_names()]
-    items.append(storage_class())
-    items += [persistent_volume(i, volumes_dir) for i in range(pv_count())]
-    return {"apiVersion": "v1", "kind": "List", "items": items}
+def bootstrap(volumes_dir: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(collection path, object) pairs to create, in order."""
+    items: list[tuple[str, dict[str, Any]]] = [("/api/v1/nodes", node(n)) for n in node_names()]
+    items.append(("/apis/storage.k8s.io/v1/storageclasses", storage_class()))
+    items += [
+        ("/api/v1/persistentvolumes", persistent_volume(i, volumes_dir)) for i in range(pv_count())
+    ]
+    return items

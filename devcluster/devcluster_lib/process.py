@@ -68,26 +68,22 @@ def spawn(name: str, argv: list[str], log: Path, cwd: Path) -> Proc:
 
 
 def stop(procs: list[Proc], timeout: float = 15.0) -> list[str]:
-    """SIGTERM the given processes, SIGKILL what is left after ``timeout``.
+    """Stop the given processes one after the other, in list order.
 
+    Each gets SIGTERM and, if still running after ``timeout`` seconds, SIGKILL. Clients
+    go first so the API server does not wait on their in-flight requests while it drains.
     Returns the names of processes that could not be stopped.
     """
     for proc in procs:
-        if is_alive(proc):
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            if not is_alive(proc):
+                break
             with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(is_alive(p) for p in procs):
-        _reap()
-        time.sleep(0.1)
-    for proc in procs:
-        if is_alive(proc):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline and any(is_alive(p) for p in procs):
-        _reap()
-        time.sleep(0.1)
+                os.kill(proc.pid, sig)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and is_alive(proc):
+                _reap()
+                time.sleep(0.05)
     return [p.name for p in procs if is_alive(p)]
 
 
