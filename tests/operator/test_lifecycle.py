@@ -182,6 +182,13 @@ def test_config_change_rolls_pods_and_no_op_does_not(
         return [n for n in names if n.startswith("namespace/asi-shared-")] == [f"namespace/{ns}"]
 
     wait_for(alone, "other test namespaces to finish terminating", timeout=120)
+    seen: list[float] = []
+
+    def quiet() -> bool:
+        seen.append(writes(shared_operator))
+        return len(seen) >= 5 and len(set(seen[-5:])) == 1
+
+    wait_for(quiet, "the operator to go quiet", timeout=60)
     before = must(api, ns, "Deployment", "chat-backend")
     writes_before = writes(shared_operator)
 

@@ -48,6 +48,8 @@ def token_kubeconfig(kubectl: Kubectl, admin_kubeconfig: str, path: Path) -> str
 
 
 def install_rbac(kubectl: Kubectl, namespace: str) -> None:
+    """The namespace-scoped install: cluster-wide rights for the namespaced role removed."""
+    kubectl("delete", "clusterrolebinding", "asocial-operator", "--ignore-not-found")
     base = REPO_ROOT / "deploy" / "base"
     for name in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
         kubectl("apply", "--server-side", "--force-conflicts", "-f", str(base / name))

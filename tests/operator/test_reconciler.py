@@ -184,3 +184,10 @@ def test_unpatchable_child_is_replaced() -> None:
     del api.fail_apply["Service"]
     rec.reconcile(KEY)
     assert api.objects[("Service", "team", "chat-backend")]["spec"]["ports"][0]["port"] == 8080
+
+
+def test_vanished_namespace_stops_quietly() -> None:
+    api, _, rec = setup()
+    api.fail_apply["Secret"] = cluster.ApiError(404, "Not Found", 'namespaces "team" not found')
+    assert rec.reconcile(KEY) == reconciler.Outcome("gone")
+    assert api.events == []
