@@ -342,3 +342,53 @@ def test_operator_metrics(shared_operator: OperatorProcess) -> None:
     assert "asocial_operator_reconciles_total" in text
     assert "asocial_operator_reconcile_duration_seconds_bucket" in text
     assert 'asocial_operator_instances{phase="Ready"}' in text
+
+
+def test_redis_persistence_and_claim_retention(
+    kubectl: Kubectl, api: cluster.Cluster, shared_ns: str
+) -> None:
+    ns = shared_ns
+    spec: dict[str, Any] = {"redis": {"persistence": {"enabled": True, "size": "1Gi"}}}
+    status = create_ready(kubectl, api, ns, spec)
+    assert status["redis"]["ready"] == "1/1"
+    claims = kubectl("get", "pvc", "-n", ns, "-o", "json").stdout
+    (claim,) = json.loads(claims)["items"]
+    assert claim["metadata"]["name"] == "data-chat-redis-0"
+    wait_for(
+        lambda: (
+            json.loads(
+                kubectl("get", "pvc", claim["metadata"]["name"], "-n", ns, "-o", "json").stdout
+            )["status"].get("phase")
+            == "Bound"
+        ),
+        "the claim to bind",
+    )
+    # Claims are kept by default when the instance goes away.
+    kubectl("delete", "asi", "chat", "-n", ns)
+    wait_for(lambda: get(api, ns, "StatefulSet", "chat-redis") is None, "StatefulSet collected")
+    assert kubectl("get", "pvc", "-n", ns, "-o", "name").stdout.split() == [
+        "persistentvolumeclaim/data-chat-redis-0"
+    ]
+
+
+def test_external_redis_creates_no_redis(
+    kubectl: Kubectl, api: cluster.Cluster, shared_ns: str
+) -> None:
+    ns = shared_ns
+    spec = {
+        "redis": {
+            "mode": "external",
+            "url": "rediss://redis.example.internal:6380/0",
+            "passwordSecretRef": {"name": "my-redis", "key": "pw"},
+        },
+        "ingress": {"enabled": False},
+    }
+    status = create_ready(kubectl, api, ns, spec)
+    assert status["redis"]["ready"] == "external"
+    assert get(api, ns, "StatefulSet", "chat-redis") is None
+    assert get(api, ns, "Secret", "chat-redis-auth") is None
+    dep = must(api, ns, "Deployment", "chat-backend")
+    env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env[0]["valueFrom"]["secretKeyRef"] == {"name": "my-redis", "key": "pw"}
+    cm = must(api, ns, "ConfigMap", "chat-config")
+    assert cm["data"]["ASOCIAL_REDIS_URL"] == "rediss://redis.example.internal:6380/0"
