@@ -493,7 +493,8 @@ def main(argv: list[str] | None = None) -> int:
             say(
                 f"   {fan['deliveries_per_s']:,.0f} deliveries/s, p99 "
                 f"{fan['latency_ms'].get('p99')} ms, server CPU "
-                f"{fan.get('server_cpu_percent', 0):.0f}%"
+                f"{fan.get('server_cpu_percent', 0):.0f}%, "
+                f"{fan.get('silent_receivers')} receivers got nothing"
             )
             if opts.idle > 0:
                 say(f"\n== {name}: {opts.idle} idle connections ==")

@@ -69,6 +69,7 @@ type client struct {
 	failed chan error
 	lat    []uint32 // microseconds, frames sent inside the window
 	other  int64    // chat frames outside the window or unparsable
+	sender bool
 	nextID int64
 }
 
@@ -446,6 +447,7 @@ func runFanout(o *options, clients []*client) {
 		for s := 0; s < n; s++ {
 			// Spread senders through the room and their first sends through one interval.
 			c := members[s*len(members)/n]
+			c.sender = true
 			offset := time.Duration(int64(interval) * int64(s) / int64(n))
 			wg.Add(1)
 			go func(c *client, offset time.Duration) {
@@ -511,8 +513,12 @@ func runFanout(o *options, clients []*client) {
 	}
 	time.Sleep(200 * time.Millisecond)
 	var all []uint32
+	silent := 0 // non-sending clients that got none of the window's frames
 	for _, c := range clients {
 		all = append(all, c.lat...)
+		if len(c.lat) == 0 && !c.sender {
+			silent++
+		}
 	}
 	sort.Slice(all, func(a, b int) bool { return all[a] < all[b] })
 	pct := func(p float64) float64 {
@@ -555,6 +561,7 @@ func runFanout(o *options, clients []*client) {
 			"p50": pct(50), "p95": pct(95), "p99": pct(99), "max": pct(100), "mean": mean,
 		},
 		"closed_during_run": codes,
+		"silent_receivers":  silent,
 	}
 	emit(nanToNil(result))
 }
