@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -113,6 +114,8 @@ def main() -> int:
     parser.add_argument("--idle-seconds", type=int, default=300)
     parser.add_argument("--report", type=Path, default=REPORT)
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the operator process and namespaces are cleaned up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     kubeconfig = (
         os.environ.get("ASOCIAL_TEST_KUBECONFIG")
