@@ -18,14 +18,19 @@ class ApiClient:
         self._ctx = ctx
 
     def request(
-        self, path: str, timeout: float = 5.0, method: str = "GET", body: bytes | None = None
+        self,
+        path: str,
+        timeout: float = 5.0,
+        method: str = "GET",
+        body: bytes | None = None,
+        content_type: str = "application/json",
     ) -> tuple[int, bytes]:
         conn = http.client.HTTPSConnection(
             "127.0.0.1", self.port, context=self._ctx, timeout=timeout
         )
         headers = {"Accept": "application/json"}
         if body is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = content_type
         try:
             conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()

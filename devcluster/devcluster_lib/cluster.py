@@ -119,6 +119,11 @@ class Cluster:
         start = time.monotonic()
         ok, detail = self.healthy()
         if ok:
+            running = self._load() or {}
+            api = ApiClient(int(running["ports"]["apiserver"]), self.pki)
+            reclaimed = manifests.reclaim_volumes(api)
+            if reclaimed:
+                _log(f"returned {len(reclaimed)} released PersistentVolumes to the pool")
             _log(f"already running and ready; kubeconfig: {self.kubeconfig}")
             return self.kubeconfig
         if self._load() is not None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
+from .api import ApiClient
+
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 KWOK_ANNOTATION_SELECTOR = f"{KWOK_ANNOTATION}=fake"
 STORAGE_CLASS = "standard"
+POOL_LABEL = "devcluster/pool"
+POOL_SELECTOR = f"{POOL_LABEL}%3Dstatic"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -21,7 +26,7 @@ def node_count() -> int:
 
 
 def pv_count() -> int:
-    return _env_int("ASOCIAL_DEVCLUSTER_PVS", 40)
+    return _env_int("ASOCIAL_DEVCLUSTER_PVS", 100)
 
 
 def node(name: str) -> dict[str, Any]:
@@ -67,7 +72,7 @@ def persistent_volume(index: int, volumes_dir: Path) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolume",
-        "metadata": {"name": name, "labels": {"devcluster/pool": "static"}},
+        "metadata": {"name": name, "labels": {POOL_LABEL: "static"}},
         "spec": {
             "capacity": {"storage": "10Gi"},
             "accessModes": ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany"],
@@ -93,3 +98,42 @@ def bootstrap(volumes_dir: Path) -> list[tuple[str, dict[str, Any]]]:
         ("/api/v1/persistentvolumes", persistent_volume(i, volumes_dir)) for i in range(pv_count())
     ]
     return items
+
+
+def reclaim_volumes(api: ApiClient) -> list[str]:
+    """Return released or failed pool volumes whose claim is gone to ``Available``.
+
+    The PV controller normally recycles them (reclaim policy Recycle); this heals the
+    pool when a recycle attempt failed. Leftover finished recycler pods are removed too.
+    """
+    reclaimed: list[str] = []
+    volumes = api.get_json(f"/api/v1/persistentvolumes?labelSelector={POOL_SELECTOR}")
+    for pv in volumes.get("items", []):
+        if pv.get("status", {}).get("phase") not in ("Released", "Failed"):
+            continue
+        ref = pv["spec"].get("claimRef") or {}
+        if ref.get("name"):
+            claim_path = (
+                f"/api/v1/namespaces/{ref.get('namespace')}/persistentvolumeclaims/{ref['name']}"
+            )
+            status, body = api.request(claim_path)
+            if status == 200 and json.loads(body)["metadata"]["uid"] == ref.get("uid"):
+                continue  # still claimed
+        name = pv["metadata"]["name"]
+        status, body = api.request(
+            f"/api/v1/persistentvolumes/{name}",
+            method="PATCH",
+            body=b'{"spec": {"claimRef": null}}',
+            content_type="application/merge-patch+json",
+        )
+        if status == 200:
+            reclaimed.append(name)
+    pods = api.get_json("/api/v1/namespaces/default/pods")
+    for pod in pods.get("items", []):
+        name = pod["metadata"]["name"]
+        if name.startswith("recycler-for-") and pod.get("status", {}).get("phase") in (
+            "Succeeded",
+            "Failed",
+        ):
+            api.request(f"/api/v1/namespaces/default/pods/{name}", method="DELETE")
+    return reclaimed

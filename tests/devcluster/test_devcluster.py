@@ -228,17 +228,8 @@ def test_statefulset_claims_bind_and_pods_become_ready(
         ]
         assert claim_names == [f"data-{pod['metadata']['name']}"]
 
-    # Released volumes go back to the pool (Recycle policy, recycler pod faked by kwok).
     kubectl("delete", "statefulset", "db", "-n", namespace, "--wait=true")
     kubectl("delete", "pvc", "--all", "-n", namespace, "--wait=true")
-    for volume in volumes:
-
-        def available(volume: str = volume) -> bool:
-            return bool(
-                as_json(core.read_persistent_volume(volume))["status"]["phase"] == "Available"
-            )
-
-        wait_for(available, f"{volume} to be recycled", timeout=120)
 
 
 def test_deleting_an_owner_garbage_collects_dependents(
