@@ -67,12 +67,10 @@ class Presence:
     async def beat(self) -> None:
         """Refresh this process's records, then sweep and announce the expired."""
         now = now_ms()
-        channels: set[str] = set()
-        for key, (channel, member) in list(self._local.items()):
-            channels.add(channel)
-            await self._broker.presence_set(
-                channel, key=key, member=member, expires_ms=now + self._ttl_ms
-            )
+        entries = [(channel, key, member) for key, (channel, member) in self._local.items()]
+        if entries:
+            await self._broker.presence_refresh(entries, expires_ms=now + self._ttl_ms)
+        channels = {channel for channel, _, _ in entries}
         for channel in channels:
             expired = await self._broker.presence_sweep(channel, now_ms=now)
             if not expired:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from chatserver.protocol import Member
 
@@ -67,6 +67,13 @@ class Broker(abc.ABC):
         self, channel: str, *, key: str, member: Member, expires_ms: int
     ) -> None:
         """Record (or refresh) one connection's presence until ``expires_ms``."""
+
+    async def presence_refresh(
+        self, entries: Sequence[tuple[str, str, Member]], *, expires_ms: int
+    ) -> None:
+        """``presence_set`` for many (channel, key, member) records at once."""
+        for channel, key, member in entries:
+            await self.presence_set(channel, key=key, member=member, expires_ms=expires_ms)
 
     @abc.abstractmethod
     async def presence_remove(self, channel: str, *, key: str) -> None: ...

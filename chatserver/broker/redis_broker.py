@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -253,6 +253,16 @@ class RedisBroker(Broker):
     ) -> None:
         args: list[bytes | str | int] = [key, _member_bytes(member), expires_ms, 86_400_000]
         await self._call(self._presence_set(keys=self._presence_keys(channel), args=args))
+
+    async def presence_refresh(
+        self, entries: Sequence[tuple[str, str, Member]], *, expires_ms: int
+    ) -> None:
+        # One round trip per heartbeat, however many connections this process holds.
+        async with self._client.pipeline(transaction=False) as pipe:
+            for channel, key, member in entries:
+                args: list[bytes | str | int] = [key, _member_bytes(member), expires_ms, 86_400_000]
+                await self._presence_set(keys=self._presence_keys(channel), args=args, client=pipe)
+            await self._call(pipe.execute())
 
     async def presence_remove(self, channel: str, *, key: str) -> None:
         data_key, exp_key = self._presence_keys(channel)

@@ -91,3 +91,14 @@ def test_password_file_and_url_forms() -> None:
     assert (target.service, target.db, target.password) == ("mymaster", 2, "p@ss")
     with pytest.raises(RedisURLError, match="master name"):
         parse_sentinel("redis+sentinel://s1:26379")
+
+
+async def test_refresh_extends_many_records_in_one_go(broker: RedisBroker) -> None:
+    now = int(time.time() * 1000)
+    entries = [("r1", "c1", Member("a")), ("r2", "c2", Member("b"))]
+    for channel, key, member in entries:
+        await broker.presence_set(channel, key=key, member=member, expires_ms=now + 10)
+    await broker.presence_refresh(entries, expires_ms=now + 60_000)
+    assert await broker.presence_list("r1", now_ms=now + 30_000) == [Member("a")]
+    assert await broker.presence_list("r2", now_ms=now + 30_000) == [Member("b")]
+    assert await broker.presence_sweep("r1", now_ms=now + 30_000) == []
