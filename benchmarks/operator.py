@@ -7,6 +7,9 @@ sequential instances), 100 instances created at once until all are Ready,
 API writes by the operator while idle (target 0), and the operator's RSS
 with all instances present. Targets from the operator issue: p50
 apply→children ≤ 2 s, 100 Ready ≤ 60 s, zero idle writes, RSS ≤ 150 MB.
+
+The instances need 4 pods each: start the devcluster with enough fake nodes,
+e.g. ``ASOCIAL_DEVCLUSTER_NODES=6`` (3 nodes hold 330 pods).
 """
 
 from __future__ import annotations
