@@ -106,6 +106,10 @@ class ApiError(Exception):
         """Nothing can be created in a namespace being deleted; the instance goes with it."""
         return self.status == 403 and "being terminated" in self.message
 
+    @property
+    def namespace_gone(self) -> bool:
+        return self.status == 404 and self.message.startswith('namespaces "')
+
 
 def resource_of(manifest: Mapping[str, Any]) -> Resource:
     try:

@@ -174,7 +174,7 @@ class Reconciler:
                     )
                 applied = self._api.apply(manifest)
             except cluster.ApiError as exc:
-                if exc.namespace_terminating or exc.not_found:
+                if exc.namespace_terminating or exc.namespace_gone:
                     raise  # the namespace is going or gone: the pass ends as "gone"
                 if exc.status == 422 and live is not None:
                     # The live object cannot be patched into shape: an immutable

@@ -41,6 +41,8 @@ def test_error_classification() -> None:
     terminating = cluster.ApiError(403, "Forbidden", "namespace x because it is being terminated")
     assert terminating.namespace_terminating
     assert not cluster.ApiError(403, "Forbidden", "forbidden").namespace_terminating
+    assert cluster.ApiError(404, "NotFound", 'namespaces "x" not found').namespace_gone
+    assert not cluster.ApiError(404, "NotFound", "the server could not find it").namespace_gone
 
 
 def test_message_is_the_status_message_only() -> None:

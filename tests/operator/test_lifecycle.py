@@ -399,3 +399,64 @@ def test_external_redis_creates_no_redis(
     assert env[0]["valueFrom"]["secretKeyRef"] == {"name": "my-redis", "key": "pw"}
     cm = must(api, ns, "ConfigMap", "chat-config")
     assert cm["data"]["ASOCIAL_REDIS_URL"] == "rediss://redis.example.internal:6380/0"
+
+
+SERVICE_MONITOR_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+    "spec": {
+        "group": "monitoring.coreos.com",
+        "scope": "Namespaced",
+        "names": {
+            "kind": "ServiceMonitor",
+            "plural": "servicemonitors",
+            "singular": "servicemonitor",
+        },
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def test_frontend_and_service_monitor(
+    kubectl: Kubectl, api: cluster.Cluster, shared_ns: str
+) -> None:
+    """A frontend takes `/`; a ServiceMonitor appears only where its CRD exists, and goes."""
+    ns = shared_ns
+    kubectl("apply", "--server-side", "-f", "-", input=json.dumps(SERVICE_MONITOR_CRD))
+    kubectl("wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com")
+    try:
+        spec: dict[str, Any] = {
+            "frontend": {"image": "web:1", "replicas": 2},
+            "monitoring": {"serviceMonitor": True},
+        }
+        create_ready(kubectl, api, ns, spec)
+        assert must(api, ns, "Deployment", "chat-frontend")["spec"]["replicas"] == 2
+        assert must(api, ns, "Service", "chat-frontend")["spec"]["ports"][0]["port"] == 80
+        paths = must(api, ns, "Ingress", "chat")["spec"]["rules"][0]["http"]["paths"]
+        assert [(p["path"], p["backend"]["service"]["name"]) for p in paths] == [
+            ("/api", "chat-backend"),
+            ("/", "chat-frontend"),
+        ]
+        monitor = wait_for(lambda: get(api, ns, "ServiceMonitor", "chat-backend"), "ServiceMonitor")
+        assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+
+        apply_instance(kubectl, instance("chat", ns, {}))
+        wait_for(lambda: get(api, ns, "Deployment", "chat-frontend") is None, "frontend removed")
+        wait_for(
+            lambda: get(api, ns, "ServiceMonitor", "chat-backend") is None, "ServiceMonitor removed"
+        )
+    finally:
+        kubectl("delete", "crd", "servicemonitors.monitoring.coreos.com", "--wait=false")
