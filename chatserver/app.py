@@ -19,6 +19,7 @@ from fastapi import FastAPI, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.routing import WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatserver import logs, session
@@ -150,9 +151,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def index() -> HTMLResponse:
         return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
 
-    @app.websocket("/api/chat")
     async def chat(websocket: WebSocket) -> None:
         await session.serve(runtime, websocket)
+
+    # A plain Starlette route: FastAPI's dependency machinery would keep three exit
+    # stacks alive for every open socket, for nothing.
+    app.router.routes.append(WebSocketRoute("/api/chat", chat))
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     return app

@@ -9,6 +9,7 @@ fed by a bounded queue. May use: ``hub``, ``presence``, ``auth``, ``limits``, ``
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -98,6 +99,37 @@ class _Close:
     reason: str
 
 
+class Outbox:
+    """A connection's send queue: many producers, one writer task.
+
+    Leaner than asyncio.Queue (one deque instead of four, a waiter only while the writer
+    waits), which matters at tens of thousands of mostly idle connections."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: collections.deque[str | _Close] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: str | _Close) -> None:
+        self._items.append(item)
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    async def get(self) -> str | _Close:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return self._items.popleft()
+
+
 class Session:
     """A connected client. Implements ``hub.Receiver``."""
 
@@ -110,7 +142,7 @@ class Session:
         self.member = member
         self.conn_id = uuid.uuid4().hex[:16]
         self._limit = runtime.settings.send_queue_size
-        self._queue: asyncio.Queue[str | _Close] = asyncio.Queue(self._limit + 1)
+        self._queue = Outbox()
         self._held: list[str] | None = []  # frames that arrive before user_sync went out
         self._closing = False
         self._task: asyncio.Task[Any] | None = None
@@ -134,9 +166,9 @@ class Session:
                 return False
             self._held.append(text)
             return True
-        if self._queue.qsize() >= self._limit:
+        if len(self._queue) >= self._limit:
             return False
-        self._queue.put_nowait(text)
+        self._queue.put(text)
         return True
 
     def overflow(self) -> None:
@@ -155,10 +187,9 @@ class Session:
         if self._closing:
             return
         self._closing = True
-        if not after_queue or self._queue.qsize() >= self._limit:
-            while not self._queue.empty():
-                self._queue.get_nowait()
-        self._queue.put_nowait(_Close(code, reason))
+        if not after_queue or len(self._queue) >= self._limit:
+            self._queue.clear()
+        self._queue.put(_Close(code, reason))
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -203,7 +234,7 @@ class Session:
         sync = protocol.user_sync_frame(
             members, channel_id=channel, user_id=self.user_id, timestamp_ms=now_ms()
         )
-        self._queue.put_nowait(protocol.encode(sync))
+        self._queue.put(protocol.encode(sync))
         for data in replay[: self._limit // 2]:
             if orjson.loads(data).get("user_id") != self.user_id:
                 self.offer(data.decode("utf-8"))
