@@ -7,18 +7,15 @@ users, separate localStorage) join the same random channel and watch each other 
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright import async_api as pw_api
+
+from tests.fixtures.processes import ChatProcess
 
 expect = pw_api.expect
 
@@ -33,11 +30,15 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-REPO = Path(__file__).resolve().parents[2]
 FADE_SECONDS = 5.0
 SCREENSHOT = Path("/tmp/canvas.png")
 
 pytestmark = pytest.mark.browser
+SERVER_ENV = {
+    "ASOCIAL_AUTH_MODE": "anonymous",
+    "ASOCIAL_MESSAGE_FADE_SECONDS": str(FADE_SECONDS),
+    "ASOCIAL_SHUTDOWN_GRACE_SECONDS": "2",
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -46,84 +47,11 @@ def _chromium_installed() -> None:
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: run `make test` (apt chromium)"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class _Server:
-    """`python -m chatserver.cli` on a port (in-memory broker, anonymous auth)."""
-
-    def __init__(self, port: int, log_path: Path) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ASOCIAL_")}
-        env.update(
-            ASOCIAL_AUTH_MODE="anonymous",
-            ASOCIAL_MESSAGE_FADE_SECONDS=str(FADE_SECONDS),
-            ASOCIAL_LOG_FORMAT="text",
-            ASOCIAL_SHUTDOWN_GRACE_SECONDS="2",
-        )
-        with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "chatserver.cli",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                ],
-                cwd=REPO,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail(f"server exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"server did not become healthy:\n{self.log()}")
-            time.sleep(0.1)
-
-    def stop(self, *, crash: bool = False) -> None:
-        if self.proc is None:
-            return
-        proc, self.proc = self.proc, None
-        if crash:
-            proc.kill()
-        else:
-            proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = _Server(_free_port(), tmp_path_factory.mktemp("server") / "server.log")
-    server.start()
+    server = ChatProcess(tmp_path_factory.mktemp("server"), SERVER_ENV, "browser")
     try:
-        yield server.url
+        yield server.http("").rstrip("/")
     finally:
         server.stop()
 
@@ -277,11 +205,10 @@ async def test_late_joiner_sees_recent_text_until_it_fades(
 async def test_status_shows_reconnecting_and_recovers(
     browser: pw_api.Browser, tmp_path: Path
 ) -> None:
-    server = _Server(_free_port(), tmp_path / "server.log")
-    await asyncio.to_thread(server.start)
+    server = await asyncio.to_thread(ChatProcess, tmp_path, SERVER_ENV, "reconnect")
     try:
-        page, uid = await _open(browser, f"{server.url}/?channel=reconnect")
-        await asyncio.to_thread(server.stop, crash=True)
+        page, uid = await _open(browser, server.http("/?channel=reconnect"))
+        await asyncio.to_thread(server.stop)
         await expect(page.locator("#status")).to_have_text("reconnecting…")
         await expect(page.locator("#presence li")).to_have_count(0)
         await asyncio.to_thread(server.start)
