@@ -67,10 +67,15 @@ class Presence:
     async def beat(self) -> None:
         """Refresh this process's records, then sweep and announce the expired."""
         now = now_ms()
-        entries = [(channel, key, member) for key, (channel, member) in self._local.items()]
-        if entries:
-            await self._broker.presence_refresh(entries, expires_ms=now + self._ttl_ms)
-        channels = {channel for channel, _, _ in entries}
+        entries = [(channel, key) for key, (channel, _) in self._local.items()]
+        missing = await self._broker.presence_refresh(entries, expires_ms=now + self._ttl_ms)
+        for channel, key in missing:
+            local = self._local.get(key)
+            if local is not None:  # still connected: its record was swept while we stalled
+                await self._broker.presence_set(
+                    channel, key=key, member=local[1], expires_ms=now + self._ttl_ms
+                )
+        channels = {channel for channel, _ in entries}
         for channel in channels:
             expired = await self._broker.presence_sweep(channel, now_ms=now)
             if not expired:

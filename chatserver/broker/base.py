@@ -68,12 +68,12 @@ class Broker(abc.ABC):
     ) -> None:
         """Record (or refresh) one connection's presence until ``expires_ms``."""
 
+    @abc.abstractmethod
     async def presence_refresh(
-        self, entries: Sequence[tuple[str, str, Member]], *, expires_ms: int
-    ) -> None:
-        """``presence_set`` for many (channel, key, member) records at once."""
-        for channel, key, member in entries:
-            await self.presence_set(channel, key=key, member=member, expires_ms=expires_ms)
+        self, entries: Sequence[tuple[str, str]], *, expires_ms: int
+    ) -> list[tuple[str, str]]:
+        """Extend existing (channel, key) records to ``expires_ms``; never re-create one
+        (a connection that left meanwhile must stay gone). Returns the entries missing."""
 
     @abc.abstractmethod
     async def presence_remove(self, channel: str, *, key: str) -> None: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from chatserver.broker.base import RECENT_CAP, Broker
 from chatserver.protocol import Member
@@ -52,6 +52,18 @@ class MemoryBroker(Broker):
         self, channel: str, *, key: str, member: Member, expires_ms: int
     ) -> None:
         self._presence.setdefault(channel, {})[key] = (expires_ms, member)
+
+    async def presence_refresh(
+        self, entries: Sequence[tuple[str, str]], *, expires_ms: int
+    ) -> list[tuple[str, str]]:
+        missing = []
+        for channel, key in entries:
+            room = self._presence.get(channel, {})
+            if key in room:
+                room[key] = (expires_ms, room[key][1])
+            else:
+                missing.append((channel, key))
+        return missing
 
     async def presence_remove(self, channel: str, *, key: str) -> None:
         room = self._presence.get(channel)

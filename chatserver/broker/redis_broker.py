@@ -68,6 +68,15 @@ redis.call('HDEL', KEYS[1], unpack(keys))
 return values
 """
 
+# KEYS: hash, zset. ARGV: key, expires, ttl_ms. Extends a record only if it exists.
+_PRESENCE_TOUCH = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
+
 # KEYS: hash, zset. ARGV: key, member, expires, ttl_ms
 _PRESENCE_SET = """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -136,6 +145,7 @@ class RedisBroker(Broker):
         self._live = self._client.register_script(_LIVE)
         self._sweep = self._client.register_script(_SWEEP)
         self._presence_set = self._client.register_script(_PRESENCE_SET)
+        self._presence_touch = self._client.register_script(_PRESENCE_TOUCH)
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -255,14 +265,17 @@ class RedisBroker(Broker):
         await self._call(self._presence_set(keys=self._presence_keys(channel), args=args))
 
     async def presence_refresh(
-        self, entries: Sequence[tuple[str, str, Member]], *, expires_ms: int
-    ) -> None:
+        self, entries: Sequence[tuple[str, str]], *, expires_ms: int
+    ) -> list[tuple[str, str]]:
         # One round trip per heartbeat, however many connections this process holds.
         async with self._client.pipeline(transaction=False) as pipe:
-            for channel, key, member in entries:
-                args: list[bytes | str | int] = [key, _member_bytes(member), expires_ms, 86_400_000]
-                await self._presence_set(keys=self._presence_keys(channel), args=args, client=pipe)
-            await self._call(pipe.execute())
+            for channel, key in entries:
+                args: list[bytes | str | int] = [key, expires_ms, 86_400_000]
+                await self._presence_touch(
+                    keys=self._presence_keys(channel), args=args, client=pipe
+                )
+            found = await self._call(pipe.execute())
+        return [entry for entry, ok in zip(entries, found, strict=True) if not ok]
 
     async def presence_remove(self, channel: str, *, key: str) -> None:
         data_key, exp_key = self._presence_keys(channel)

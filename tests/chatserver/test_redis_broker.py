@@ -93,12 +93,14 @@ def test_password_file_and_url_forms() -> None:
         parse_sentinel("redis+sentinel://s1:26379")
 
 
-async def test_refresh_extends_many_records_in_one_go(broker: RedisBroker) -> None:
+async def test_refresh_extends_existing_records_and_never_revives_removed_ones(
+    broker: RedisBroker,
+) -> None:
     now = int(time.time() * 1000)
-    entries = [("r1", "c1", Member("a")), ("r2", "c2", Member("b"))]
-    for channel, key, member in entries:
+    for channel, key, member in [("r1", "c1", Member("a")), ("r2", "c2", Member("b"))]:
         await broker.presence_set(channel, key=key, member=member, expires_ms=now + 10)
-    await broker.presence_refresh(entries, expires_ms=now + 60_000)
+    await broker.presence_remove("r2", key="c2")  # left between snapshot and refresh
+    missing = await broker.presence_refresh([("r1", "c1"), ("r2", "c2")], expires_ms=now + 60_000)
+    assert missing == [("r2", "c2")]
     assert await broker.presence_list("r1", now_ms=now + 30_000) == [Member("a")]
-    assert await broker.presence_list("r2", now_ms=now + 30_000) == [Member("b")]
-    assert await broker.presence_sweep("r1", now_ms=now + 30_000) == []
+    assert await broker.presence_list("r2", now_ms=now + 30_000) == []
