@@ -20,8 +20,11 @@ PASSWORD = "correct horse battery staple"
 def _redis(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     binary = shutil.which("redis-server")
     assert binary, "redis-server is missing: run `make test`"
+    # Each server in a directory of its own: replication writes RDB files to the cwd.
+    workdir = log.with_suffix("")
+    workdir.mkdir(exist_ok=True)
     with open(log, "ab") as out:
-        return subprocess.Popen([binary, *args], stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen([binary, *args], stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
 
 
 def _ping(port: int, password: str | None = None) -> bool:
