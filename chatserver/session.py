@@ -39,6 +39,7 @@ CLOSE_UNSUPPORTED = 1003
 CLOSE_POLICY = 1008
 CLOSE_TRY_LATER = 1013
 SEEN_IDS = 64
+CLOSE_FLUSH_S = 5.0
 
 
 @dataclasses.dataclass
@@ -206,7 +207,10 @@ class Session:
             joined = await self._join()
             if joined:
                 await self._read_forever()
-            await asyncio.wait_for(asyncio.shield(writer), timeout=5.0)
+            if self._closing:
+                # We are closing: let the writer flush what is queued and the close frame.
+                # (A client that hung up has nothing left to receive: leave at once.)
+                await asyncio.wait_for(asyncio.shield(writer), timeout=CLOSE_FLUSH_S)
         except (WebSocketDisconnect, TimeoutError):
             pass
         finally:

@@ -120,7 +120,8 @@ async def test_user_left_only_when_the_last_tab_closes(server: ChatProcess) -> N
                 pass
             frames = await observer.drain(0.5)
             assert all(f["type"] != "user_left" for f in frames)
-        assert (await observer.recv_type("user_left"))["user_id"] == "tabs"
+        # Promptly: the server must not wait on a writer that has nothing left to send.
+        assert (await observer.recv_type("user_left", timeout=2.5))["user_id"] == "tabs"
 
 
 @pytest.mark.parametrize(
