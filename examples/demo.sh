@@ -22,28 +22,26 @@ TIMEOUT="${ASOCIAL_DEMO_TIMEOUT:-180}"
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 stop_operator() {
-  local pidfile="$1"
-  [[ -f "$pidfile" ]] || return 0
-  local pid
-  pid="$(cat "$pidfile")"
-  # Only signal the process we started: same PID *and* still our operator.
-  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null \
-      && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'asocial_operator'; then
-    say "stopping the previous demo operator (pid $pid)"
-    kill "$pid"
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-  fi
+  # The PID file, plus any demo operator started against the same kubeconfig path: a
+  # `devcluster down` removes the state dir, PID file included, but not the operator.
+  local pidfile="$1" kubeconfig="$2" pids pid
+  pids="$(cat "$pidfile" 2>/dev/null || true) $(pgrep -f -- "-m asocial_operator --kubeconfig $kubeconfig " || true)"
+  for pid in $pids; do
+    # Only signal our operator: the PID must still run asocial_operator.
+    if kill -0 "$pid" 2>/dev/null \
+        && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'asocial_operator'; then
+      say "stopping the previous demo operator (pid $pid)"
+      kill "$pid"
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+      kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+    fi
+  done
   rm -f "$pidfile"
 }
 
-state_dir() {
-  # The operator's files sit beside the devcluster's kubeconfig (its state dir).
-  dirname "$(devcluster/devcluster kubeconfig)"
-}
-
 if [[ "${1:-}" == "stop" ]]; then
-  stop_operator "$(state_dir)/asocial-operator.pid"
+  KUBECONFIG_PATH="$(devcluster/devcluster kubeconfig)"
+  stop_operator "$(dirname "$KUBECONFIG_PATH")/asocial-operator.pid" "$KUBECONFIG_PATH"
   exit 0
 fi
 
@@ -63,7 +61,7 @@ for f in namespace serviceaccount rbac bindings; do
   kubectl apply --server-side --force-conflicts -f "deploy/base/$f.yaml" >/dev/null
 done
 
-stop_operator "$PIDFILE"
+stop_operator "$PIDFILE" "$KUBECONFIG"
 LIVENESS_PORT="$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 METRICS_PORT="$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 say "starting the operator (log: $LOG)"
@@ -72,7 +70,7 @@ PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" nohup "$PYTHON" -m asocial_operato
   --liveness "http://127.0.0.1:$LIVENESS_PORT/healthz" --metrics-port "$METRICS_PORT" \
   --log-format json >>"$LOG" 2>&1 &
 echo $! >"$PIDFILE"
-trap 'status=$?; if [[ $status -ne 0 ]]; then say "demo failed; stopping the operator"; stop_operator "$PIDFILE"; fi' EXIT
+trap 'status=$?; if [[ $status -ne 0 ]]; then say "demo failed; stopping the operator"; stop_operator "$PIDFILE" "$KUBECONFIG"; fi' EXIT
 trap 'exit 130' INT TERM
 
 for _ in $(seq 150); do
