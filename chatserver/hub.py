@@ -1,8 +1,9 @@
 """Local fan-out: the connections of this process, grouped by channel.
 
 A frame arrives from the broker once per process; it is decoded once to read who sent
-it, and the same text object is queued to every receiver. Queues are bounded: a
-receiver whose queue is full is dropped (close 1013), never allowed to stall its room.
+it, and the same text object is offered to every receiver (sent at once when its socket
+has room, else queued). Queues are bounded: a receiver whose queue is full is dropped
+(close 1013), never allowed to stall its room.
 May use: ``broker``, ``protocol``, ``metrics``.
 """
 
@@ -32,7 +33,7 @@ class Receiver(Protocol):
     def user_id(self) -> str: ...
 
     def offer(self, text: str) -> bool:
-        """Queue a frame without waiting; False when the queue is full."""
+        """Send or queue a frame without waiting; False when the queue is full."""
 
     def overflow(self) -> None:
         """Called once the receiver fell too far behind: close it."""

@@ -1,9 +1,11 @@
 """One WebSocket connection from handshake to goodbye, and the runtime they share.
 
 A session validates every client frame, enforces limits, publishes through the broker
-and receives through the hub. All writes to a socket go through its single writer task,
-fed by a bounded queue. May use: ``hub``, ``presence``, ``auth``, ``limits``, ``broker``,
-``protocol``, ``metrics``, ``settings``.
+and receives through the hub. Frames go out in order: straight from the hub's fan-out
+loop while the socket's buffer has room and nothing is queued, otherwise through the
+connection's single writer task and its bounded queue.
+May use: ``hub``, ``presence``, ``auth``, ``limits``, ``broker``, ``protocol``,
+``metrics``, ``settings``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -100,6 +103,37 @@ class _Close:
     reason: str
 
 
+@dataclasses.dataclass(frozen=True)
+class _Resume:
+    """A send begun in the fan-out loop that found the socket's buffer full: the writer
+    finishes it, first, before anything queued after it."""
+
+    coro: Coroutine[Any, Any, None]
+    waiting_on: Any
+
+
+async def _finish(resume: _Resume) -> None:
+    """Drive a send coroutine that suspended on ``waiting_on`` to its end."""
+    coro, waiting_on = resume.coro, resume.waiting_on
+    task = asyncio.current_task()
+    while True:
+        if waiting_on is not None:
+            # What Task.__step does with a yielded future before waiting on it.
+            waiting_on._asyncio_future_blocking = False
+        try:
+            await (waiting_on if waiting_on is not None else asyncio.sleep(0))
+        except asyncio.CancelledError:
+            if task is not None and task.cancelling():
+                coro.close()
+                raise
+        except Exception:  # the coroutine reads the future's outcome itself, just below
+            pass
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration:
+            return
+
+
 class Outbox:
     """A connection's send queue: many producers, one writer task.
 
@@ -109,22 +143,25 @@ class Outbox:
     __slots__ = ("_items", "_waiter")
 
     def __init__(self) -> None:
-        self._items: collections.deque[str | _Close] = collections.deque()
+        self._items: collections.deque[str | _Close | _Resume] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, item: str | _Close) -> None:
+    def put(self, item: str | _Close | _Resume) -> None:
         self._items.append(item)
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     def clear(self) -> None:
+        for item in self._items:
+            if isinstance(item, _Resume):
+                item.coro.close()
         self._items.clear()
 
-    async def get(self) -> str | _Close:
+    async def get(self) -> str | _Close | _Resume:
         while not self._items:
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
@@ -146,6 +183,7 @@ class Session:
         self._queue = Outbox()
         self._held: list[str] | None = []  # frames that arrive before user_sync went out
         self._closing = False
+        self._sending = False
         self._task: asyncio.Task[Any] | None = None
         self.killed = False
         self._bucket = FrameBucket(runtime.settings.frames_per_second)
@@ -169,8 +207,25 @@ class Session:
             return True
         if len(self._queue) >= self._limit:
             return False
-        self._queue.put(text)
+        if self._sending or self._queue:
+            self._queue.put(text)
+        else:
+            self._send_now(text)
         return True
+
+    def _send_now(self, text: str) -> None:
+        """Send from the fan-out loop itself, sparing a task wake-up per delivery: while the
+        socket's buffer has room the ASGI send completes without suspending. If it would
+        wait, the writer task takes that send over and everything after it queues."""
+        coro = self.ws.send({"type": "websocket.send", "text": text})
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration:
+            return
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self._closing = True
+            return
+        self._queue.put(_Resume(coro, waiting_on))
 
     def overflow(self) -> None:
         self.rt.metrics.slow_consumers.inc()
@@ -275,7 +330,14 @@ class Session:
                     if self.ws.application_state == WebSocketState.CONNECTED:
                         await self.ws.close(item.code, item.reason)
                     return
-                await self.ws.send_text(item)
+                self._sending = True
+                try:
+                    if isinstance(item, _Resume):
+                        await _finish(item)
+                    else:
+                        await self.ws.send_text(item)
+                finally:
+                    self._sending = False
         except (WebSocketDisconnect, RuntimeError, OSError):
             self._closing = True
         finally:
