@@ -280,7 +280,7 @@ class Session:
         rt, channel = self.rt, self.identity.channel_id
         try:
             await rt.hub.join(channel, self)
-            members = await rt.presence.enter(channel, key=self._key, member=self.member)
+            members = await rt.presence.enter(channel, key=self.conn_id, member=self.member)
             replay = await rt.broker.recent(
                 channel, since_ms=now_ms() - int(rt.settings.message_fade_seconds * 1000)
             )
@@ -309,17 +309,13 @@ class Session:
         if not joined:
             return
         try:
-            gone = await rt.presence.leave(channel, key=self._key, user_id=self.user_id)
+            gone = await rt.presence.leave(channel, key=self.conn_id, user_id=self.user_id)
             if gone:
                 await self._publish_presence(FrameType.USER_LEFT)
         except BrokerUnavailable:
             # The record expires on its own and the heartbeat announces the departure.
             log.info("left during a broker outage", extra={"user": self.user_id})
         log.info("left", extra={"channel": channel, "user": self.user_id})
-
-    @property
-    def _key(self) -> str:
-        return self.conn_id
 
     async def _write_forever(self) -> None:
         token = logs.correlation_id.set(self.conn_id)
@@ -417,7 +413,7 @@ class Session:
         else:
             self.member = dataclasses.replace(self.member, color=frame.color)
             kind = FrameType.COLOR_CHANGED
-        await rt.presence.update(channel, key=self._key, member=self.member)
+        await rt.presence.update(channel, key=self.conn_id, member=self.member)
         await self._publish_presence(kind)
 
     async def _check_rate(self, message_id: str | None) -> None:

@@ -22,24 +22,10 @@ from tests.operator.conftest import (
     wait_for,
     wait_phase,
 )
+from tests.operator.expected import MINIMAL_CHILDREN
 
 pytestmark = pytest.mark.devcluster
 
-MINIMAL_CHILDREN = [
-    ("Secret", "chat-redis-auth"),
-    ("ConfigMap", "chat-config"),
-    ("ConfigMap", "chat-redis-scripts"),
-    ("Service", "chat-redis-headless"),
-    ("Service", "chat-redis"),
-    ("StatefulSet", "chat-redis"),
-    ("NetworkPolicy", "chat-redis"),
-    ("ServiceAccount", "chat-chat"),
-    ("Service", "chat-backend"),
-    ("Deployment", "chat-backend"),
-    ("HorizontalPodAutoscaler", "chat-backend"),
-    ("PodDisruptionBudget", "chat-backend"),
-    ("Ingress", "chat"),
-]
 REPAIR_SECONDS = 10
 
 

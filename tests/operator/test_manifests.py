@@ -16,6 +16,7 @@ import pytest
 from asocial_operator import manifests, naming
 from asocial_operator import spec as specs
 from asocial_operator.manifests import backend, config, edge, redis
+from tests.operator.expected import MINIMAL_CHILDREN
 
 GOLDEN = Path(__file__).parent / "golden"
 PASSWORD = "s3cr3t-test-password"
@@ -133,21 +134,7 @@ def test_pods_are_restricted(case: str) -> None:
 
 def test_minimal_children() -> None:
     kinds = [(c["kind"], c["metadata"]["name"]) for c in build({})]
-    assert kinds == [
-        ("Secret", "chat-redis-auth"),
-        ("ConfigMap", "chat-config"),
-        ("ConfigMap", "chat-redis-scripts"),
-        ("Service", "chat-redis-headless"),
-        ("Service", "chat-redis"),
-        ("StatefulSet", "chat-redis"),
-        ("NetworkPolicy", "chat-redis"),
-        ("ServiceAccount", "chat-chat"),
-        ("Service", "chat-backend"),
-        ("Deployment", "chat-backend"),
-        ("HorizontalPodAutoscaler", "chat-backend"),
-        ("PodDisruptionBudget", "chat-backend"),
-        ("Ingress", "chat"),
-    ]
+    assert kinds == MINIMAL_CHILDREN
 
 
 def test_config_map_exact() -> None:
