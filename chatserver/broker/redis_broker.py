@@ -3,6 +3,12 @@
 One PubSub connection per process subscribes to exactly the channels that have local
 connections. It is read with a finite timeout, pinged when idle, and re-created with
 exponential backoff and jitter after any failure, re-subscribing every channel.
+
+The subscriber has a client (and connection pool) of its own, so a burst of commands
+failing during an outage can never take the connection it needs to come back. Both
+clients retry a command once, at once, on a fresh connection (a pooled socket may have
+died with the old server) and otherwise fail fast: the reconnect loop owns the backoff,
+and a user whose message cannot be published hears so within milliseconds.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from chatserver.broker import redis_url
@@ -32,6 +40,8 @@ CONTROL_CHANNEL = f"{PREFIX}:control"
 SUBSCRIBE_WAIT_S = 2.0
 BACKOFF_BASE_S = 0.2
 BACKOFF_CAP_S = 5.0
+# An attempt to (re)subscribe that takes longer than this is abandoned and retried.
+RESUBSCRIBE_TIMEOUT_S = 5.0
 
 # KEYS: hash, zset, pubsub channel. ARGV: key, data, ts, cutoff, ttl_ms, cap
 _PUBLISH_RECENT = """
@@ -113,6 +123,7 @@ def connect(url: str, *, password: str | None) -> aioredis.Redis:
         "socket_keepalive": True,
         "health_check_interval": 10,
         "client_name": "asocial-chat",
+        "retry": Retry(NoBackoff(), 1),
     }
     if redis_url.scheme(url) == "redis+sentinel":
         target = redis_url.parse_sentinel(url)
@@ -136,6 +147,7 @@ class RedisBroker(Broker):
     def __init__(self, url: str, *, password: str | None, metrics: Metrics) -> None:
         super().__init__()
         self._client = connect(url, password=password)
+        self._subscriber = connect(url, password=password)
         self._metrics = metrics
         self._channels: set[str] = set()
         self._confirmed: dict[str, asyncio.Event] = {}
@@ -157,6 +169,7 @@ class RedisBroker(Broker):
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
+        await self._subscriber.aclose()
         await self._client.aclose()
 
     async def checks(self) -> Mapping[str, bool]:
@@ -169,17 +182,21 @@ class RedisBroker(Broker):
     async def _read_forever(self) -> None:
         attempt = 0
         while True:
-            pubsub = self._client.pubsub()
+            pubsub = self._subscriber.pubsub()
             try:
-                await pubsub.subscribe(CONTROL_CHANNEL, *map(_chan, self._channels))
+                async with asyncio.timeout(RESUBSCRIBE_TIMEOUT_S):
+                    await pubsub.subscribe(CONTROL_CHANNEL, *map(_chan, self._channels))
                 self._pubsub = pubsub
                 if attempt:
                     log.info("redis subscriber reconnected", extra={"attempts": attempt})
                 attempt = 0
                 await self._read(pubsub)
-            except (RedisError, OSError) as exc:
+            except Exception as exc:  # the subscriber must outlive any failure, not only Redis's
                 if self._pubsub is not None or attempt == 0:
-                    log.warning("redis subscriber lost: %s", type(exc).__name__)
+                    if isinstance(exc, RedisError | OSError):
+                        log.warning("redis subscriber lost: %s", type(exc).__name__)
+                    else:
+                        log.error("redis subscriber failed", exc_info=exc)
                 self._metrics.broker_reconnects.inc()
                 delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0)
                 attempt += 1
@@ -190,7 +207,8 @@ class RedisBroker(Broker):
             finally:
                 self._pubsub = None
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    async with asyncio.timeout(1.0):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _read(self, pubsub: PubSub) -> None:
         prefix_len = len(_chan(""))

@@ -265,11 +265,16 @@ async def test_redis_outage_under_live_traffic(
 
             redis_server.start()
             for pod in pods:
-                await eventually(
-                    lambda pod=pod: _status_is(pod, "/ready", 200),
-                    timeout=15,
-                    what=f"/ready 200 after redis came back on {pod.port}",
-                )
+                try:
+                    await eventually(
+                        lambda pod=pod: _status_is(pod, "/ready", 200),
+                        timeout=15,
+                        what=f"/ready 200 after redis came back on {pod.port}",
+                    )
+                except AssertionError as exc:
+                    last = await http_get(pod.http("/ready"))
+                    tail = "\n".join(pod.logs().splitlines()[-40:])
+                    raise AssertionError(f"{exc}; last /ready: {last}\n{tail}") from None
             resumed = {name: s.sent for name, s in senders.items()}
             for s in senders.values():
                 s.resume()
