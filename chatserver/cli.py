@@ -19,6 +19,7 @@ from chatserver.auth import AuthConfigError
 from chatserver.broker.redis_url import RedisURLError
 from chatserver.session import Runtime
 from chatserver.settings import LogFormat, Settings
+from chatserver.transport import PreparedFrameProtocol
 
 log = logging.getLogger("chatserver")
 
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         app,
         host=args.host,
         port=args.port,
-        ws="websockets-sansio",
+        ws=PreparedFrameProtocol,  # websockets-sansio + prepared frames for fan-out
         ws_max_size=settings.transport_max_size,
         ws_ping_interval=settings.ping_interval_seconds,
         ws_ping_timeout=settings.ping_timeout_seconds,

@@ -1,10 +1,11 @@
 """Local fan-out: the connections of this process, grouped by channel.
 
 A frame arrives from the broker once per process; it is decoded once to read who sent
-it, and the same text object is offered to every receiver (sent at once when its socket
-has room, else queued). Queues are bounded: a receiver whose queue is full is dropped
-(close 1013), never allowed to stall its room.
-May use: ``broker``, ``protocol``, ``metrics``.
+it, and the same text object, with the same prepared WebSocket frame, is offered to
+every receiver (sent at once when its socket has room, else queued). Queues are
+bounded: a receiver whose queue is full is dropped (close 1013), never allowed to stall
+its room.
+May use: ``broker``, ``protocol``, ``metrics``, ``wire``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import orjson
 from chatserver.broker.base import Broker
 from chatserver.metrics import Metrics
 from chatserver.protocol import FrameType
+from chatserver.wire import text_frame
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,10 @@ class Receiver(Protocol):
     @property
     def user_id(self) -> str: ...
 
-    def offer(self, text: str) -> bool:
-        """Send or queue a frame without waiting; False when the queue is full."""
+    def offer(self, text: str, frame: bytes | None = None) -> bool:
+        """Send or queue ``text`` without waiting; False when the queue is full.
+
+        ``frame``, when given, is ``text`` as a prepared WebSocket frame (``wire``)."""
 
     def overflow(self) -> None:
         """Called once the receiver fell too far behind: close it."""
@@ -91,12 +95,13 @@ class Hub:
         # events go to everyone.
         skip = sender if kind == FrameType.CHAT else None
         text = data.decode("utf-8")
+        frame = text_frame(data)
         delivered = 0
         slow: list[Receiver] = []
         for receiver in list(room.values()):
             if receiver.user_id == skip:
                 continue
-            if receiver.offer(text):
+            if receiver.offer(text, frame):
                 delivered += 1
             else:
                 slow.append(receiver)

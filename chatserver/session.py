@@ -2,10 +2,11 @@
 
 A session validates every client frame, enforces limits, publishes through the broker
 and receives through the hub. Frames go out in order: straight from the hub's fan-out
-loop while the socket's buffer has room and nothing is queued, otherwise through the
-connection's single writer task and its bounded queue.
+loop while the socket's buffer has room and nothing is queued (as prepared bytes when
+the server offers a ``wire`` writer), otherwise through the connection's single writer
+task and its bounded queue.
 May use: ``hub``, ``presence``, ``auth``, ``limits``, ``broker``, ``protocol``,
-``metrics``, ``settings``.
+``metrics``, ``settings``, ``wire``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from chatserver import logs, protocol
+from chatserver import logs, protocol, wire
 from chatserver.auth import Authenticator, AuthError
 from chatserver.broker.base import Broker, BrokerUnavailable
 from chatserver.hub import Hub
@@ -181,6 +182,7 @@ class Session:
         self.conn_id = uuid.uuid4().hex[:16]
         self._limit = runtime.settings.send_queue_size
         self._queue = Outbox()
+        self._write_frame = wire.writer_for(websocket.scope)
         self._held: list[str] | None = []  # frames that arrive before user_sync went out
         self._closing = False
         self._sending = False
@@ -197,7 +199,7 @@ class Session:
 
     # --- hub.Receiver ----------------------------------------------------------------
 
-    def offer(self, text: str) -> bool:
+    def offer(self, text: str, frame: bytes | None = None) -> bool:
         if self._closing:
             return True
         if self._held is not None:
@@ -209,7 +211,7 @@ class Session:
             return False
         if self._sending or self._queue:
             self._queue.put(text)
-        else:
+        elif frame is None or self._write_frame is None or not self._write_frame(frame):
             self._send_now(text)
         return True
 

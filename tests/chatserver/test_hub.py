@@ -6,6 +6,7 @@ import orjson
 from chatserver.broker.memory_broker import MemoryBroker
 from chatserver.hub import Hub
 from chatserver.metrics import Metrics
+from chatserver.wire import text_frame
 
 
 @dataclasses.dataclass(eq=False)
@@ -14,12 +15,14 @@ class Receiver:
     user_id: str
     capacity: int = 100
     frames: list[str] = dataclasses.field(default_factory=list)
+    prepared: list[bytes | None] = dataclasses.field(default_factory=list)
     overflowed: bool = False
 
-    def offer(self, text: str) -> bool:
+    def offer(self, text: str, frame: bytes | None = None) -> bool:
         if len(self.frames) >= self.capacity:
             return False
         self.frames.append(text)
+        self.prepared.append(frame)
         return True
 
     def overflow(self) -> None:
@@ -84,6 +87,11 @@ async def test_one_encoded_text_is_shared_by_all_receivers() -> None:
     await settle()
     texts = {id(r.frames[0]) for r in receivers}
     assert len(texts) == 1, "the frame was encoded once per receiver"
+    prepared = {id(r.prepared[0]) for r in receivers}
+    assert len(prepared) == 1, "the WebSocket frame was serialized once per receiver"
+    wire_frame = receivers[0].prepared[0]
+    assert wire_frame is not None
+    assert wire_frame == text_frame(receivers[0].frames[0].encode())
 
 
 async def test_slow_receiver_is_dropped_without_stalling_the_room() -> None:

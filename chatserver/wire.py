@@ -1,0 +1,42 @@
+"""Prepared WebSocket frames: a text frame serialized once, written to many sockets.
+
+Server-to-client frames are never masked (RFC 6455 §5.1), and per-message deflate is
+off, so the bytes of a text frame are the same for every receiver. A server that can
+write such bytes straight to a connection offers a ``FrameWriter`` in the ASGI scope
+under ``scope["extensions"][EXTENSION]``; ``asocial-chat`` does (``transport``). Under
+any other ASGI server the extension is absent and sessions use ordinary ASGI sends.
+Pure: no I/O here.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Mapping
+from typing import Any
+
+EXTENSION = "asocial.prepared_frames"
+
+_FIN_TEXT = 0x81  # FIN bit + opcode 0x1 (text)
+
+# Write a whole prepared frame now and return True, or return False (writing nothing)
+# when the connection cannot take it at once: the caller then sends the ordinary way.
+FrameWriter = Callable[[bytes], bool]
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One unmasked, final text frame carrying ``payload`` (UTF-8 text)."""
+    size = len(payload)
+    if size < 126:
+        header = bytes((_FIN_TEXT, size))
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", _FIN_TEXT, 126, size)
+    else:
+        header = struct.pack("!BBQ", _FIN_TEXT, 127, size)
+    return header + payload
+
+
+def writer_for(scope: Mapping[str, Any]) -> FrameWriter | None:
+    """The connection's prepared-frame writer, when the server offers one."""
+    extensions = scope.get("extensions") or {}
+    writer = extensions.get(EXTENSION)
+    return writer if callable(writer) else None
