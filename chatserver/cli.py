@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         # The drain uses 90% of the grace; uvicorn gets the rest to close what is left.
         timeout_graceful_shutdown=max(1, round(0.1 * settings.shutdown_grace_seconds)),
     )
-    DrainingServer(config, app.state.runtime).run()
+    DrainingServer(config, app.runtime).run()
     return 0
 
 

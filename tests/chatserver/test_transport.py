@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 from chatserver import wire
 from chatserver.app import create_app
 from chatserver.settings import Settings
-from chatserver.transport import PreparedFrameProtocol
+from chatserver.transport import Flag, Inbox, PreparedFrameProtocol
 from tests.chatserver.client import client
 from tests.fixtures.processes import free_port
 
@@ -104,3 +104,34 @@ async def test_chat_fans_out_over_either_send_path(ws: Any) -> None:
                 )
             got = [(await bob.recv_type("chat"))["payload"] for _ in range(20)]
             assert got == [f"k{i}" for i in range(20)], "frames lost or out of order"
+
+
+async def test_inbox_hands_items_over_in_order_and_wakes_its_reader() -> None:
+    inbox = Inbox()
+    assert inbox.empty()
+    reader = asyncio.create_task(inbox.get())
+    await asyncio.sleep(0)
+    assert not reader.done()
+    inbox.put_nowait("a")
+    inbox.put_nowait("b")
+    assert await asyncio.wait_for(reader, 1) == "a"
+    assert not inbox.empty()
+    assert await inbox.get() == "b"
+    assert inbox.empty()
+    cancelled = asyncio.create_task(inbox.get())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    inbox.put_nowait("c")  # a cancelled reader must not swallow it
+    assert await asyncio.wait_for(inbox.get(), 1) == "c"
+
+
+async def test_flag_wakes_every_waiter_when_set() -> None:
+    flag = Flag(True)
+    await asyncio.wait_for(flag.wait(), 1)
+    flag.clear()
+    waiters = [asyncio.create_task(flag.wait()) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert not any(w.done() for w in waiters)
+    flag.set()
+    await asyncio.wait_for(asyncio.gather(*waiters), 1)
+    assert flag.is_set()
