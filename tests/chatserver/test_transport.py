@@ -85,8 +85,8 @@ async def test_other_servers_offer_no_writer() -> None:
     assert probe.writer is None
 
 
-@pytest.mark.parametrize("ws", [PreparedFrameProtocol, "websockets-sansio"])
-async def test_chat_fans_out_over_either_send_path(ws: Any) -> None:
+@pytest.mark.parametrize("ws", [PreparedFrameProtocol, "websockets-sansio", "auto"])
+async def test_chat_fans_out_over_every_send_path(ws: Any) -> None:
     app = create_app(Settings())
     async with serving(app, ws) as port:
         url = f"ws://127.0.0.1:{port}/api/chat?channel=room&uid="
