@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,10 +57,18 @@ def free_port() -> int:
 class OperatorProcess:
     """``asocial-operator`` as a subprocess with its log in a file."""
 
-    def __init__(self, *, kubeconfig: str, namespaces: list[str], log_path: Path) -> None:
+    def __init__(
+        self,
+        *,
+        kubeconfig: str,
+        namespaces: list[str],
+        log_path: Path,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.namespaces = namespaces
         self.log_path = log_path
+        self.extra_args = list(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
         self.liveness_port = free_port()
         self.metrics_port = free_port()
@@ -73,6 +81,7 @@ class OperatorProcess:
             f"--metrics-port={self.metrics_port}",
             "--log-format=json",
             "--verbose",
+            *self.extra_args,
         ]
         env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
         with self.log_path.open("ab") as log:

@@ -58,6 +58,9 @@ def install_rbac(kubectl: Kubectl, namespace: str) -> None:
     cluster_binding = next(
         b for b in bindings if b["metadata"]["name"] == "asocial-operator-cluster"
     )
+    lease_binding = next(
+        b for b in bindings if b["metadata"]["name"] == "asocial-operator-leader-election"
+    )
     role_binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
@@ -71,7 +74,7 @@ def install_rbac(kubectl: Kubectl, namespace: str) -> None:
             {"kind": "ServiceAccount", "name": "asocial-operator", "namespace": "asocial-system"}
         ],
     }
-    for obj in (cluster_binding, role_binding):
+    for obj in (cluster_binding, lease_binding, role_binding):
         kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(obj))
 
 
@@ -101,7 +104,12 @@ def test_operator_runs_with_its_service_account(
     try:
         install_rbac(kubectl, ns)
         config = token_kubeconfig(kubectl, kubeconfig, tmp_path / "sa.kubeconfig")
-        op = OperatorProcess(kubeconfig=config, namespaces=[ns], log_path=tmp_path / "sa.log")
+        op = OperatorProcess(
+            kubeconfig=config,
+            namespaces=[ns],
+            log_path=tmp_path / "sa.log",
+            extra_args=["--leader-elect", "--leader-elect-namespace=asocial-system"],
+        )
         op.start()
         try:
             apply_instance(kubectl, instance("chat", ns))
@@ -109,6 +117,8 @@ def test_operator_runs_with_its_service_account(
         finally:
             op.stop()
         assert "forbidden" not in op.logs().lower(), op.logs()[-2000:]
+        assert "leading: lease asocial-system/asocial-operator acquired" in op.logs()
+        assert "released" in op.logs(), op.logs()[-2000:]
 
         def can(verb: str, what: str, namespace: str) -> str:
             result = subprocess.run(
@@ -124,5 +134,8 @@ def test_operator_runs_with_its_service_account(
         assert can("list", "secrets", other) == "no"
         assert can("create", "deployments", other) == "no"
         assert can("delete", "namespaces", other) == "no"
+        assert can("update", "leases", "asocial-system") == "yes"
+        assert can("update", "leases", other) == "no"
+        assert can("delete", "leases", "asocial-system") == "no"
     finally:
         kubectl("delete", "namespace", other, "--wait=false", check=False)
