@@ -84,6 +84,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="namespace of the Lease (default: $POD_NAMESPACE or %(default)s)",
     )
     parser.add_argument(
+        "--leader-elect-name",
+        default="asocial-operator",
+        help="name of the Lease; separate installs in one namespace need their own "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
         "--leader-elect-lease-seconds",
         type=int,
         default=15,
@@ -118,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elector = leader.LeaderElector(
         CoordinationV1Api(cluster.load_api_client(args.kubeconfig)),
         namespace=args.leader_elect_namespace,
-        name="asocial-operator",
+        name=args.leader_elect_name,
         identity=f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
         lease_s=args.leader_elect_lease_seconds,
     )

@@ -22,11 +22,11 @@ pytestmark = pytest.mark.devcluster
 LEASE_S = 4
 
 
-def holder(kubectl: Kubectl, namespace: str) -> str | None:
+def holder(kubectl: Kubectl, namespace: str, name: str = "asocial-operator") -> str | None:
     result = kubectl(
         "get",
         "lease",
-        "asocial-operator",
+        name,
         "-n",
         namespace,
         "-o",
@@ -36,7 +36,7 @@ def holder(kubectl: Kubectl, namespace: str) -> str | None:
     return result.stdout.strip() or None if result.returncode == 0 else None
 
 
-def replica(kubeconfig: str, ns: str, log_path: Path) -> OperatorProcess:
+def replica(kubeconfig: str, ns: str, log_path: Path, *extra: str) -> OperatorProcess:
     return OperatorProcess(
         kubeconfig=kubeconfig,
         namespaces=[ns],
@@ -45,6 +45,7 @@ def replica(kubeconfig: str, ns: str, log_path: Path) -> OperatorProcess:
             "--leader-elect",
             f"--leader-elect-namespace={ns}",
             f"--leader-elect-lease-seconds={LEASE_S}",
+            *extra,
         ],
     )
 
@@ -135,3 +136,17 @@ def test_a_replica_stopped_at_any_moment_exits_cleanly_and_holds_nothing(
         if "starting;" in op.logs():  # logged once its own signal handlers are in place
             assert op.process.returncode == 0, f"after {delay}s:\n{op.logs()[-2000:]}"
         assert holder(kubectl, ns) is None, f"stopped after {delay}s, it kept the lease"
+
+
+def test_the_lease_name_can_be_chosen(
+    kubeconfig: str, kubectl: Kubectl, own_ns: str, tmp_path: Path
+) -> None:
+    ns = own_ns
+    op = replica(kubeconfig, ns, tmp_path / "named.log", "--leader-elect-name=chat-a")
+    op.start()
+    try:
+        wait_for(lambda: holder(kubectl, ns, "chat-a"), "the named lease's holder", timeout=30)
+        assert holder(kubectl, ns) is None, "the default lease must stay untouched"
+    finally:
+        op.stop()
+    assert holder(kubectl, ns, "chat-a") is None
