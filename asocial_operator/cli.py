@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics.serve(args.metrics_port)
     if not args.leader_elect:
         log.info("starting; namespaces=%s", ",".join(args.namespace) or "<all>")
-        run_kopf(args)
+        kopf.run(**kopf_options(args))
         return 0
 
     elector = leader.LeaderElector(
@@ -143,10 +143,6 @@ def kopf_options(args: argparse.Namespace) -> dict[str, Any]:
         "liveness_endpoint": args.liveness or None,
         "memo": memo,
     }
-
-
-def run_kopf(args: argparse.Namespace) -> None:
-    kopf.run(**kopf_options(args))
 
 
 async def lead(args: argparse.Namespace, elector: leader.LeaderElector) -> int:

@@ -85,7 +85,7 @@ class LeaderElector:
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            body = self._body(None, acquired=now, renewed=now, transitions=0)
+            body = self._body(None, holder=self.identity, acquired=now, renewed=now, transitions=0)
             try:
                 self.api.create_namespaced_lease(self.namespace, body)
             except ApiException as conflict:
@@ -100,6 +100,7 @@ class LeaderElector:
         mine = holder == self.identity
         body = self._body(
             lease.metadata,
+            holder=self.identity,
             acquired=spec.acquire_time if mine and spec.acquire_time else now,
             renewed=now,
             transitions=(spec.lease_transitions or 0) + (0 if mine or not holder else 1),
@@ -124,10 +125,10 @@ class LeaderElector:
         self,
         metadata: V1ObjectMeta | None,
         *,
+        holder: str | None,
         acquired: dt.datetime | None,
         renewed: dt.datetime,
         transitions: int,
-        holder: str | None = "",
         duration: int | None = None,
     ) -> dict[str, Any]:
         """A Lease to write; with ``metadata`` read before, the write is conditional
@@ -136,7 +137,7 @@ class LeaderElector:
         if metadata is not None and metadata.resource_version:
             meta["resourceVersion"] = metadata.resource_version
         spec = {
-            "holderIdentity": self.identity if holder == "" else holder,
+            "holderIdentity": holder,
             "leaseDurationSeconds": duration or self.lease_s,
             "acquireTime": _micro(acquired) if acquired else None,
             "renewTime": _micro(renewed),
@@ -153,15 +154,22 @@ class LeaderElector:
 
     def renew(self) -> bool:
         """Renew the Lease; False once another process holds it."""
+        return self._rewrite(holder=self.identity)
+
+    def _rewrite(self, *, holder: str | None, duration: int | None = None) -> bool:
+        """Rewrite our Lease's holder and renewTime (conditionally on its
+        resourceVersion); False, writing nothing, when another process holds it."""
         lease = self.api.read_namespaced_lease(self.name, self.namespace)
         spec: V1LeaseSpec = lease.spec or V1LeaseSpec()
         if spec.holder_identity != self.identity:
             return False
         body = self._body(
             lease.metadata,
+            holder=holder,
             acquired=spec.acquire_time,
             renewed=_now(),
             transitions=spec.lease_transitions or 0,
+            duration=duration,
         )
         self.api.replace_namespaced_lease(self.name, self.namespace, body)
         return True
@@ -192,20 +200,8 @@ class LeaderElector:
     def release(self) -> None:
         """Give the Lease up so a standby takes over without waiting for it to expire."""
         try:
-            lease = self.api.read_namespaced_lease(self.name, self.namespace)
-            spec: V1LeaseSpec = lease.spec or V1LeaseSpec()
-            if spec.holder_identity != self.identity:
-                return
-            body = self._body(
-                lease.metadata,
-                acquired=spec.acquire_time,
-                renewed=_now(),
-                transitions=spec.lease_transitions or 0,
-                holder=None,
-                duration=1,
-            )
-            self.api.replace_namespaced_lease(self.name, self.namespace, body)
-            log.info("lease %s/%s released", self.namespace, self.name)
+            if self._rewrite(holder=None, duration=1):
+                log.info("lease %s/%s released", self.namespace, self.name)
         except Exception as exc:  # it expires on its own; a standby just waits longer
             log.warning("could not release the lease: %s", exc)
 
