@@ -43,12 +43,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 60
     settings.posting.level = logging.WARNING
-    if hasattr(settings.watching, "label_selectors"):
-        # Let the API server filter children: we never hold others' Secrets.
-        for resource in cluster.WATCHED:
-            settings.watching.label_selectors[(resource.api_version, resource.plural)] = (
-                MANAGED_SELECTOR
-            )
+    # Let the API server filter children: we never hold others' Secrets (kopf >= 1.45).
+    for resource in cluster.WATCHED:
+        settings.watching.label_selectors[(resource.api_version, resource.plural)] = (
+            MANAGED_SELECTOR
+        )
     api = cluster.Cluster(
         cluster.load_api_client(memo.get("kubeconfig")), on_write=metrics.API_WRITES.inc
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import gc
 import logging
 import time
@@ -42,14 +43,16 @@ KNOWN_PATHS = frozenset({"/", "/health", "/ready", "/metrics"})
 
 def build_runtime(settings: Settings) -> session.Runtime:
     """Construct (not connect) every shared part; raises on unusable settings."""
-    metrics = Metrics()
+    metrics = Metrics(channel_labels=settings.metrics_channel_labels)
     broker = create_broker(settings, metrics)
+    presence = Presence(broker, ttl_s=settings.presence_ttl_seconds)
+    broker.set_recovery_handler(presence.wake)
     return session.Runtime(
         settings=settings,
         metrics=metrics,
         broker=broker,
         hub=Hub(broker, metrics),
-        presence=Presence(broker, ttl_s=settings.presence_ttl_seconds),
+        presence=presence,
         auth=Authenticator(settings),
         limiter=MessageLimiter(broker, per_minute=settings.rate_limit_per_minute),
     )
@@ -166,13 +169,15 @@ def create_app(settings: Settings | None = None) -> ChatApp:
 
     @app.get("/health")
     async def health() -> dict[str, object]:
-        return {"status": "ok", "timestamp": int(time.time() * 1000)}
+        now = datetime.datetime.now(datetime.UTC)
+        return {"status": "ok", "timestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
     @app.get("/ready")
     async def ready() -> JSONResponse:
-        checks = dict(await runtime.broker.checks())
-        checks["accepting"] = not runtime.draining
-        ok = all(checks.values())
+        passed = dict(await runtime.broker.checks())
+        checks = {name: "ok" if ok else "down" for name, ok in passed.items()}
+        checks["accepting"] = "draining" if runtime.draining else "ok"
+        ok = all(passed.values()) and not runtime.draining
         return JSONResponse(
             {"status": "ready" if ok else "unavailable", "checks": checks},
             status_code=200 if ok else 503,

@@ -135,6 +135,21 @@ def _jwt_verifier(settings: Settings) -> Verifier:
     return verify
 
 
+def _keys_only_credential() -> Any:
+    """A firebase-admin credential for verifying ID tokens only, which needs Google's
+    public keys and the project id but no service account. Without it, firebase-admin
+    falls back to Application Default Credentials and fails on every token when there
+    are none."""
+    import google.auth.credentials
+    from firebase_admin import credentials
+
+    class KeysOnly(credentials.Base):  # type: ignore[misc]
+        def get_credential(self) -> google.auth.credentials.Credentials:
+            return google.auth.credentials.AnonymousCredentials()  # type: ignore[no-untyped-call]
+
+    return KeysOnly()
+
+
 def _firebase_verifier(settings: Settings) -> Verifier:
     import firebase_admin
     from firebase_admin import auth, credentials
@@ -149,7 +164,7 @@ def _firebase_verifier(settings: Settings) -> Verifier:
             "FIREBASE_AUTH_EMULATOR_HOST is set, so token signatures would not be checked; "
             "unset it in production, or use a demo-* ASOCIAL_FIREBASE_PROJECT_ID with the emulator"
         )
-    credential = None
+    credential = _keys_only_credential()
     if settings.firebase_credentials_file is not None:
         credential = credentials.Certificate(str(settings.firebase_credentials_file))
     app = firebase_admin.initialize_app(
@@ -168,6 +183,9 @@ def _firebase_verifier(settings: Settings) -> Verifier:
         except (auth.InvalidIdTokenError, ValueError) as exc:
             raise AuthError("invalid", "token is not a valid Firebase ID token") from exc
         except firebase_admin.exceptions.FirebaseError as exc:
+            raise AuthError("unavailable", "cannot verify the token now; try again") from exc
+        except Exception as exc:  # e.g. Google's keys unreachable: refuse, never a 500
+            log.warning("firebase token check failed: %s", type(exc).__name__)
             raise AuthError("unavailable", "cannot verify the token now; try again") from exc
         # firebase-admin skips the expiry check for emulator tokens; never accept stale ones.
         expires = claims.get("exp")

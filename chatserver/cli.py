@@ -19,7 +19,7 @@ from chatserver.auth import AuthConfigError
 from chatserver.broker.redis_url import RedisURLError
 from chatserver.session import Runtime
 from chatserver.settings import LogFormat, Settings
-from chatserver.transport import PreparedFrameProtocol
+from chatserver.transport import HeadLimits, protocols
 
 log = logging.getLogger("chatserver")
 
@@ -84,11 +84,19 @@ def main(argv: list[str] | None = None) -> int:
     except (AuthConfigError, RedisURLError, OSError) as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 2
+    refused = app.runtime.metrics.connections_rejected
+    http_protocol, ws_protocol = protocols(
+        HeadLimits(
+            max_bytes=settings.max_header_bytes, timeout_s=settings.handshake_timeout_seconds
+        ),
+        lambda reason: refused.labels(reason).inc(),
+    )
     config = uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
-        ws=PreparedFrameProtocol,  # websockets-sansio + prepared frames for fan-out
+        http=http_protocol,  # httptools with a bounded request head (bytes and time)
+        ws=ws_protocol,  # websockets-sansio + prepared frames, aborts peers that stop reading
         ws_max_size=settings.transport_max_size,
         ws_ping_interval=settings.ping_interval_seconds,
         ws_ping_timeout=settings.ping_timeout_seconds,

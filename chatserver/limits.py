@@ -31,7 +31,11 @@ class MessageLimiter:
 
 
 class FrameBucket:
-    """Token bucket: ``rate`` frames per second, bursts up to ``2 * rate``."""
+    """Token bucket: ``rate`` frames per second, bursts up to ``2 * rate``.
+
+    ``credit`` covers time the server itself spent not reading (waiting on a stalled
+    broker): the frames a client sent meanwhile arrive together afterwards, and are not
+    the client's burst."""
 
     __slots__ = ("_capacity", "_last", "_rate", "_tokens")
 
@@ -41,10 +45,19 @@ class FrameBucket:
         self._tokens = self._capacity
         self._last = time.monotonic()
 
-    def take(self) -> bool:
+    def credit(self, seconds: float) -> None:
+        """Admit, beyond the burst, what ``rate`` allows in ``seconds``."""
+        self._refill()
+        self._tokens += seconds * self._rate
+
+    def _refill(self) -> None:
         now = time.monotonic()
-        self._tokens = min(self._capacity, self._tokens + (now - self._last) * self._rate)
+        if self._tokens < self._capacity:
+            self._tokens = min(self._capacity, self._tokens + (now - self._last) * self._rate)
         self._last = now
+
+    def take(self) -> bool:
+        self._refill()
         if self._tokens >= 1:
             self._tokens -= 1
             return True

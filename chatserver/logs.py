@@ -7,6 +7,7 @@ import logging
 import re
 import sys
 import time
+import urllib.parse
 from typing import Any
 
 import orjson
@@ -21,17 +22,57 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {
     "taskName",
     "color_message",
 }
-_SECRET_RE = re.compile(r"((?:token|password|access_token)=)[^&\s\"']+", re.IGNORECASE)
+REDACTED = "[redacted]"
+SECRET_PARAMS = frozenset(
+    {"token", "access_token", "id_token", "jwt", "password", "secret", "key", "auth"}
+)
+SECRET_HEADERS = ("authorization", "proxy-authorization", "sec-websocket-protocol", "cookie")
+
+# A query parameter (as printed in a request line or URL); its name is matched after
+# percent-decoding, exactly as the server parses it, so ?tok%65n= is caught too.
+_PARAM_RE = re.compile(r"([?&;])([^=&;\s#\"']+)=([^&;\s#\"']*)")
+_HEADER_RE = re.compile(r"((?:" + "|".join(SECRET_HEADERS) + r")\s*[:=]\s*)[^\r\n]*", re.IGNORECASE)
+_HEADER_PAIR_RE = re.compile(
+    r"(\(b?['\"](?:" + "|".join(SECRET_HEADERS) + r")['\"],\s*)b?(['\"]).*?\2\)", re.IGNORECASE
+)
+_JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+_URL_PASSWORD_RE = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.IGNORECASE)
+
+
+def _param(match: re.Match[str]) -> str:
+    sep, name, value = match.groups()
+    if urllib.parse.unquote_plus(name).strip().lower() in SECRET_PARAMS and value:
+        return f"{sep}{name}={REDACTED}"
+    return match.group(0)
+
+
+def redact(text: str) -> str:
+    """``text`` with every secret it may carry blanked: secret query parameters, secret
+    headers (``Authorization``, ``Sec-WebSocket-Protocol``, ``Cookie``), anything shaped
+    like a JWT, and passwords in URLs."""
+    text = _PARAM_RE.sub(_param, text)
+    text = _HEADER_RE.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _HEADER_PAIR_RE.sub(lambda m: f"{m.group(1)}'{REDACTED}')", text)
+    text = _JWT_RE.sub(REDACTED, text)
+    return _URL_PASSWORD_RE.sub(lambda m: m.group(1) + REDACTED + "@", text)
 
 
 class RedactSecrets(logging.Filter):
-    """Blank out query-string secrets (``?token=…``) that access logs would print."""
+    """Blank out secrets in every record, at every level: the formatted message, string
+    fields passed as ``extra`` and the exception text."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = _SECRET_RE.sub(r"\1[redacted]", message)
+        redacted = redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None
+        for key, value in list(record.__dict__.items()):
+            if key not in _STANDARD and isinstance(value, str):
+                record.__dict__[key] = redact(value)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
         return True
 
 
@@ -50,8 +91,10 @@ class JSONFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        elif record.exc_info:
+            entry["exception"] = redact(self.formatException(record.exc_info))
         return orjson.dumps(entry, default=str).decode()
 
 

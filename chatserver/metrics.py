@@ -16,8 +16,11 @@ MAX_CHANNEL_LABELS = 200
 class Metrics:
     """All metric families; names are part of the operations contract (README)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, channel_labels: bool = False
+    ) -> None:
         self._channels: set[str] = set()
+        self._channel_labels = channel_labels
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.connections_active = Gauge(
@@ -78,8 +81,12 @@ class Metrics:
         )
 
     def channel_label(self, channel: str) -> str:
-        """The channel's own label, or "other" past the first few hundred channels:
-        channel names come from users, and unbounded label sets exhaust Prometheus."""
+        """``"all"`` unless channel labels are on (``ASOCIAL_METRICS_CHANNEL_LABELS``):
+        room names are users' words, not for an operations dashboard. When on, the
+        channel's own label, or "other" past the first few hundred channels (unbounded
+        label sets exhaust Prometheus)."""
+        if not self._channel_labels:
+            return "all"
         if channel in self._channels:
             return channel
         if len(self._channels) < MAX_CHANNEL_LABELS:

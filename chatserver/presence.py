@@ -9,6 +9,7 @@ May use: ``broker``, ``protocol``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -37,6 +38,7 @@ class Presence:
         self._broker = broker
         self._ttl_ms = int(ttl_s * 1000)
         self._local: dict[str, tuple[str, Member]] = {}  # connection key -> (channel, member)
+        self._wake = asyncio.Event()
 
     @property
     def heartbeat_s(self) -> float:
@@ -90,10 +92,17 @@ class Presence:
                 )
                 await self._broker.publish(channel, orjson.dumps(frame))
 
+    def wake(self) -> None:
+        """Beat now: the broker is back after an outage and may have lost every record
+        (a restarted Redis), so joiners would see an empty room until the next beat."""
+        self._wake.set()
+
     async def run(self) -> None:
         """Heartbeat forever; broker outages are logged and retried on the next beat."""
         while True:
-            await asyncio.sleep(self.heartbeat_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.heartbeat_s)
+            self._wake.clear()
             try:
                 await self.beat()
             except BrokerUnavailable as exc:

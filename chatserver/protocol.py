@@ -1,4 +1,4 @@
-"""The wire protocol (see PROTOCOL.md): frame validation and encoding.
+"""The wire protocol (the README's "The WebSocket protocol"): frame validation and encoding.
 
 Purely data-manipulative: no I/O, no clock reads except through arguments.
 Client frames are parsed into typed values and re-encoded by the server, so nothing a
@@ -11,6 +11,7 @@ import dataclasses
 import enum
 import math
 import re
+import unicodedata
 from typing import Any, Final
 
 import orjson
@@ -23,7 +24,6 @@ CHANNEL_RE: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 USER_ID_RE: Final = re.compile(r"^[A-Za-z0-9_.:@|+=-]{1,128}$")
 MESSAGE_ID_RE: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 COLOR_RE: Final = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")
-_CONTROL_RE: Final = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class FrameType(enum.StrEnum):
@@ -132,14 +132,39 @@ def valid_user_id(user_id: str) -> bool:
     return bool(USER_ID_RE.fullmatch(user_id))
 
 
+_INVISIBLE_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
 def clean_username(value: object) -> str | None:
-    """A display name fit to show others, or None when the value is not one."""
+    """A display name fit to show others, or None when the value is not one.
+
+    Control, format (bidi overrides, zero-width characters), private-use, unassigned
+    and line-separator characters are removed: they let a name impersonate another or
+    reorder the text around it. Runs of whitespace become one space."""
     if not isinstance(value, str):
         return None
-    name = _CONTROL_RE.sub("", value).strip()
+    name = "".join(
+        ch
+        for ch in unicodedata.normalize("NFC", value)
+        if unicodedata.category(ch) not in _INVISIBLE_CATEGORIES
+    )
+    name = " ".join(name.split())
     if not name or len(name) > MAX_USERNAME_LENGTH:
         return None
     return name
+
+
+def peek_message_id(text: str) -> str | None:
+    """The frame's ``message_id`` if it has a valid one, for answering a frame that is
+    refused before it is parsed (rate limit); None otherwise."""
+    if len(text) > 64 * 1024:
+        return None
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    value = data.get("message_id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and MESSAGE_ID_RE.fullmatch(value) else None
 
 
 def clean_color(value: object) -> str | None:

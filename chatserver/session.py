@@ -44,6 +44,8 @@ CLOSE_POLICY = 1008
 CLOSE_TRY_LATER = 1013
 SEEN_IDS = 64
 CLOSE_FLUSH_S = 5.0
+STALL_CREDIT_AFTER_S = 0.1
+REPLAY_DEDUP_S = 2.0
 
 
 @dataclasses.dataclass
@@ -186,7 +188,11 @@ class Session:
         self._limit = runtime.settings.send_queue_size
         self._queue = Outbox()
         self._write_frame = wire.writer_for(websocket.scope)
+        self._control = wire.control_for(websocket.scope)
         self._held: list[str] | None = []  # frames that arrive before user_sync went out
+        # Replayed frames may also arrive live (published just before the replay read,
+        # delivered just after): those copies are dropped for a moment after the join.
+        self._replayed: set[str] | None = None
         self._closing = False
         self._sending = False
         self._writer: asyncio.Task[None] | None = None
@@ -205,6 +211,9 @@ class Session:
 
     def offer(self, text: str, frame: bytes | None = None) -> bool:
         if self._closing:
+            return True
+        if self._replayed and text in self._replayed:
+            self._replayed.discard(text)
             return True
         if self._held is not None:
             if len(self._held) >= self._limit:
@@ -234,13 +243,27 @@ class Session:
         self._enqueue(_Resume(coro, waiting_on))
 
     def overflow(self) -> None:
+        if self._closing:
+            return
         self.rt.metrics.slow_consumers.inc()
         log.info("slow consumer dropped", extra={"user": self.user_id})
-        self.close(CLOSE_TRY_LATER, "Too slow: frames arrive faster than they are read")
+        reason = "Too slow: frames arrive faster than they are read"
+        if self._control is None:
+            self.close(CLOSE_TRY_LATER, reason)
+            asyncio.get_running_loop().call_later(CLOSE_FLUSH_S, self.kill)
+            return
+        # Its socket is full: a close queued behind the unread bytes would never leave.
+        # The close frame goes out past them, the session ends now (freeing its slots
+        # and presence) and the socket is aborted unless the peer answers within seconds.
+        self._closing = True
+        self._queue.clear()
+        self._control.close_now(CLOSE_TRY_LATER, reason)
 
     def kill(self) -> None:
         """Stop serving this client now, even if it never reads its close frame."""
         self.killed = True
+        if self._control is not None:
+            self._control.abort()
         if self._task is not None:
             self._task.cancel()
 
@@ -278,6 +301,11 @@ class Session:
                 # We are closing: let the writer flush what is queued and the close frame.
                 # (A client that hung up has nothing left to receive: leave at once.)
                 await asyncio.wait_for(asyncio.shield(self._writer), timeout=CLOSE_FLUSH_S)
+            if self._closing and self._control is not None:
+                # Wait for the peer's answer to our close: a socket closed while the peer
+                # is still sending (typing) is reset, and the reset destroys the close
+                # frame it has not read yet (the peer sees 1006, not our code).
+                await self._control.wait_closed(CLOSE_FLUSH_S)
         except (WebSocketDisconnect, TimeoutError):
             pass
         finally:
@@ -297,7 +325,10 @@ class Session:
             await rt.hub.join(channel, self)
             members = await rt.presence.enter(channel, key=self.conn_id, member=self.member)
             replay = await rt.broker.recent(
-                channel, since_ms=now_ms() - int(rt.settings.message_fade_seconds * 1000)
+                channel,
+                since_ms=now_ms() - int(rt.settings.message_fade_seconds * 1000),
+                limit=self._limit // 2,
+                max_bytes=rt.settings.replay_max_bytes,
             )
         except BrokerUnavailable as exc:
             log.warning("join refused: %s", exc)
@@ -309,14 +340,30 @@ class Session:
             members, channel_id=channel, user_id=self.user_id, timestamp_ms=now_ms()
         )
         self.offer(protocol.encode(sync))
-        for data in replay[: self._limit // 2]:
+        replayed = set()
+        for data in replay:  # the newest that fit the count and byte budgets, oldest first
             if orjson.loads(data).get("user_id") != self.user_id:
-                self.offer(data.decode("utf-8"))
+                text = data.decode("utf-8")
+                replayed.add(text)
+                self.offer(text)
         for text in held:
-            self.offer(text)
+            # Published between our subscribe and the replay read: already replayed.
+            if text not in replayed:
+                self.offer(text)
+            else:
+                replayed.discard(text)
+        if replayed:
+            self._replayed = replayed
+            asyncio.get_running_loop().call_later(REPLAY_DEDUP_S, self._forget_replay)
         log.info("joined", extra={"channel": channel, "user": self.user_id})
-        await self._publish_presence(FrameType.USER_JOINED)
+        try:
+            await self._publish_presence(FrameType.USER_JOINED)
+        except BrokerUnavailable:
+            log.info("join not announced: broker unavailable", extra={"user": self.user_id})
         return True
+
+    def _forget_replay(self) -> None:
+        self._replayed = None
 
     async def _leave(self, joined: bool) -> None:
         rt, channel = self.rt, self.identity.channel_id
@@ -379,10 +426,26 @@ class Session:
         if not self._bucket.take():
             rt.metrics.rate_limited.inc()
             self._strike(
-                ProtocolError(ErrorCode.RATE_LIMITED, "too many frames per second; slow down"),
+                ProtocolError(
+                    ErrorCode.RATE_LIMITED,
+                    "too many frames per second; slow down",
+                    message_id=protocol.peek_message_id(text),
+                ),
                 close_code=CLOSE_TRY_LATER,
             )
             return
+        started = time.monotonic()
+        try:
+            await self._on_frame(text)
+        finally:
+            stalled = time.monotonic() - started
+            if stalled > STALL_CREDIT_AFTER_S:
+                # We were not reading meanwhile; what the client sent queued up and
+                # arrives at once. That burst is ours, not the client's.
+                self._bucket.credit(stalled)
+
+    async def _on_frame(self, text: str) -> None:
+        rt = self.rt
         try:
             frame = protocol.parse_client_frame(
                 text, identity=self.identity, max_payload_bytes=rt.settings.max_message_size
@@ -415,7 +478,8 @@ class Session:
             )
             await rt.broker.publish_recent(
                 channel,
-                key=message_id,
+                # Keyed by author too: another user reusing this id must not replace it.
+                key=f"{len(self.user_id)}:{self.user_id}:{message_id}",
                 data=orjson.dumps(out),
                 timestamp_ms=timestamp,
                 keep_ms=int(rt.settings.message_fade_seconds * 1000),

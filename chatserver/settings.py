@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     )
     redis_password: SecretStr | None = None
     redis_password_file: Path | None = None
+    redis_timeout_seconds: float = Field(default=1.0, gt=0, le=60)
 
     # auth
     auth_mode: AuthMode = AuthMode.ANONYMOUS
@@ -59,12 +60,18 @@ class Settings(BaseSettings):
     send_queue_size: int = Field(default=256, ge=1)
     abuse_threshold: int = Field(default=20, ge=1)
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    handshake_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    replay_max_bytes: int = Field(default=262_144, ge=1024)
 
     # liveness
     presence_ttl_seconds: float = Field(default=30.0, gt=1)
     ping_interval_seconds: float = Field(default=20.0, gt=0)
     ping_timeout_seconds: float = Field(default=20.0, gt=0)
     shutdown_grace_seconds: float = Field(default=25.0, ge=0)
+
+    # observability
+    metrics_channel_labels: bool = False
 
     # logging
     log_level: str = "INFO"

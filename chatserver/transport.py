@@ -12,18 +12,39 @@ deques and an Event) and an ``asyncio.Event`` per socket, and the handshake's re
 and response for the socket's whole life: about 8 KiB. Here the queue and the event are
 replaced by the little they are used as, and the handshake objects are let go once the
 connection is accepted.
+
+A peer that stops reading must not hold the server's memory or its slots: while the
+socket's write buffer is over its high-water mark its pings get no pong (so a ping
+flood cannot queue pongs without bound), and a connection that is closed for
+falling behind, or whose keepalive timed out, is aborted unless the peer answers the
+close within ``ABORT_AFTER_CLOSE_S``. Before the upgrade, the HTTP side bounds the
+request head in bytes and in time (``GuardedHttpToolsProtocol``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable
 from typing import Any
 
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
 from websockets.http11 import Request
 from websockets.protocol import State
 
 from chatserver import wire
+
+log = logging.getLogger(__name__)
+
+ABORT_AFTER_CLOSE_S = 5.0
+"""How long a peer has to answer our close frame before its connection is aborted."""
+
+Refused = Callable[[str], None]
+"""Told the reason (``headers_too_large``, ``handshake_timeout``) of each refused request."""
 
 
 class Inbox:
@@ -85,14 +106,105 @@ class Flag:
 
 
 class PreparedFrameProtocol(WebSocketsSansIOProtocol):
+    """Implements ``wire.ConnectionControl`` for the connection's session."""
+
+    on_refused: Refused | None = None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue = Inbox()  # type: ignore[assignment]
         self.writable = Flag(True)  # type: ignore[assignment]
+        self._backpressure = False
+        self._abort_timer: asyncio.TimerHandle | None = None
+        self._closed: asyncio.Future[None] | None = None
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
-        self.scope["extensions"][wire.EXTENSION] = self.write_prepared  # type: ignore[assignment]
+        extensions = self.scope["extensions"]
+        extensions[wire.EXTENSION] = self.write_prepared  # type: ignore[assignment]
+        extensions[wire.CONTROL_EXTENSION] = self  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self.handshake_initiated and self.conn.handshake_exc is not None:
+            # websockets answered an unusable request itself (431 for a header line over
+            # 8 KiB, 414 for a long request line); the base protocol never writes it.
+            log.info("handshake refused: %s", self.conn.handshake_exc)
+            if self.on_refused is not None:
+                self.on_refused("headers_too_large")
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.handshake_complete = self.close_sent = True
+            self.transport.close()
+            self._abort_later(ABORT_AFTER_CLOSE_S)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+            self._abort_timer = None
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
+
+    # --- back-pressure -----------------------------------------------------------------
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._backpressure = True
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._backpressure = False
+
+    def handle_ping(self) -> None:
+        # A peer that pings without reading our pongs would grow the write buffer
+        # without bound. While the buffer is over its high-water mark, pongs are
+        # dropped (RFC 6455 lets an endpoint answer only the latest ping).
+        output = self.conn.data_to_send()
+        if not self._backpressure:
+            self.transport.write(b"".join(output))
+
+    # --- ending connections whose peer does not read ---------------------------------
+
+    def close_now(self, code: int, reason: str) -> None:
+        if self.disconnected:
+            return
+        if self.handshake_complete and not self.close_sent and self.initial_response is None:
+            with contextlib.suppress(InvalidState):
+                self.conn.send_close(code, reason)
+                self.transport.write(b"".join(self.conn.data_to_send()))
+            self.close_sent = True
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+            self.writable.set()  # a send waiting for room gives up: the socket is closing
+        self._abort_later(ABORT_AFTER_CLOSE_S)
+
+    def abort(self) -> None:
+        if not self.disconnected and self.transport is not None:
+            self.transport.abort()
+
+    async def wait_closed(self, timeout: float) -> bool:
+        if self.disconnected:
+            return True
+        if self._closed is None:
+            self._closed = self.loop.create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._closed), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def _abort_later(self, delay: float) -> None:
+        if self._abort_timer is None and not self.disconnected:
+            self._abort_timer = self.loop.call_later(delay, self.abort)
+
+    def keepalive_timeout(self) -> None:
+        super().keepalive_timeout()
+        # The base protocol closes gracefully, which waits behind unread bytes forever.
+        self._abort_later(ABORT_AFTER_CLOSE_S)
+
+    async def run_asgi(self) -> None:
+        await super().run_asgi()
+        # The app is done with the socket; what it still has buffered gets a deadline.
+        self._abort_later(ABORT_AFTER_CLOSE_S)
 
     async def send(self, message: Any) -> None:
         await super().send(message)
@@ -115,3 +227,100 @@ class PreparedFrameProtocol(WebSocketsSansIOProtocol):
             return False
         self.transport.write(frame)
         return True
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadLimits:
+    """Bounds on an HTTP request head (request line and headers), upgrades included."""
+
+    max_bytes: int
+    timeout_s: float
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a bounded request head: at most
+    ``limits.max_bytes`` (else ``431``) within ``limits.timeout_s`` of the connection or
+    of the request's first byte (else ``408`` and the socket is closed)."""
+
+    limits = HeadLimits(max_bytes=16_384, timeout_s=10.0)
+    on_refused: Refused | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_bytes = 0
+        self._in_head = True
+        self._head_timer: asyncio.TimerHandle | None = self.loop.call_later(
+            self.limits.timeout_s, self._head_expired
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.limits.max_bytes:
+                self._refuse(431, "headers_too_large", "Request Header Fields Too Large")
+                return
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if not self._in_head:  # the next request on a kept-alive connection
+            self._in_head = True
+            self._head_bytes = 0
+            self._stop_head_timer()
+            self._head_timer = self.loop.call_later(self.limits.timeout_s, self._head_expired)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._stop_head_timer()
+        super().on_headers_complete()
+
+    def _stop_head_timer(self) -> None:
+        timer = getattr(self, "_head_timer", None)
+        if timer is not None:
+            timer.cancel()
+            self._head_timer = None
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if self._in_head and not self.transport.is_closing():
+            self._refuse(408, "handshake_timeout", "Request Timeout")
+
+    def _refuse(self, status: int, reason: str, phrase: str) -> None:
+        self._in_head = False
+        self._stop_head_timer()
+        log.info(
+            "request refused: %s",
+            reason,
+            extra={"client": f"{self.client[0]}:{self.client[1]}" if self.client else None},
+        )
+        if self.on_refused is not None:
+            self.on_refused(reason)
+        body = f"{phrase}\n".encode()
+        head = (
+            f"HTTP/1.1 {status} {phrase}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        ).encode()
+        self.transport.write(head + body)
+        self.transport.close()
+
+
+def protocols(
+    limits: HeadLimits, on_refused: Refused
+) -> tuple[type[GuardedHttpToolsProtocol], type[PreparedFrameProtocol]]:
+    """The HTTP and WebSocket protocol classes for one server, bound to its limits and
+    its refusal counter (uvicorn instantiates them itself, so they carry them)."""
+    http = type(
+        "AsocialHttpProtocol",
+        (GuardedHttpToolsProtocol,),
+        {"limits": limits, "on_refused": staticmethod(on_refused)},
+    )
+    ws = type(
+        "AsocialWebSocketProtocol",
+        (PreparedFrameProtocol,),
+        {"on_refused": staticmethod(on_refused)},
+    )
+    return http, ws

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 EXTENSION = "asocial.prepared_frames"
+CONTROL_EXTENSION = "asocial.connection"
 
 _FIN_TEXT = 0x81  # FIN bit + opcode 0x1 (text)
 
@@ -33,6 +34,30 @@ def text_frame(payload: bytes) -> bytes:
     else:
         header = struct.pack("!BBQ", _FIN_TEXT, 127, size)
     return header + payload
+
+
+class ConnectionControl(Protocol):
+    """What a server that owns the socket offers beyond ASGI (``CONTROL_EXTENSION``):
+    ending a connection whose peer stopped reading, which an ASGI close cannot do
+    (the close frame waits behind the unread bytes)."""
+
+    def close_now(self, code: int, reason: str) -> None:
+        """Put a close frame on the wire past any back-pressure, stop taking frames,
+        and abort the connection unless the peer answers the close within seconds."""
+
+    def abort(self) -> None:
+        """Drop the connection at once (TCP reset), freeing its buffers."""
+
+    async def wait_closed(self, timeout: float) -> bool:
+        """Wait until the socket is gone (the peer answered the close, or it was
+        aborted); False when ``timeout`` passed first."""
+
+
+def control_for(scope: Mapping[str, Any]) -> ConnectionControl | None:
+    """The connection's control, when the server offers one."""
+    extensions = scope.get("extensions") or {}
+    control = extensions.get(CONTROL_EXTENSION)
+    return control if control is not None and hasattr(control, "close_now") else None
 
 
 def writer_for(scope: Mapping[str, Any]) -> FrameWriter | None:

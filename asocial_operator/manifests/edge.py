@@ -30,26 +30,27 @@ def ingress_annotations(ctx: common.Context) -> dict[str, str]:
     return annotations
 
 
-def _path(path: str, service: str, port: int) -> common.Manifest:
+def _path(path: str, service: str, port: int, kind: str = "Prefix") -> common.Manifest:
     return {
         "path": path,
-        "pathType": "Prefix",
+        "pathType": kind,
         "backend": {"service": {"name": service, "port": {"number": port}}},
     }
 
 
 def build_ingress(ctx: common.Context) -> common.Manifest | None:
+    """Public routes only: the API and the canvas page. The backend's ``/metrics``,
+    ``/ready`` and ``/health`` stay reachable inside the cluster, never through here."""
     ing, names = ctx.spec.ingress, ctx.names
     if not ing.enabled:
         return None
-    root = (
-        _path("/", names.frontend, 80)
-        if ctx.spec.frontend is not None
-        else _path("/", names.backend, common.BACKEND_PORT)
-    )
-    rule: common.Manifest = {
-        "http": {"paths": [_path("/api", names.backend, common.BACKEND_PORT), root]}
-    }
+    backend = names.backend, common.BACKEND_PORT
+    paths = [_path("/api", *backend)]
+    if ctx.spec.frontend is not None:
+        paths.append(_path("/", names.frontend, 80))
+    else:
+        paths += [_path("/", *backend, kind="Exact"), _path("/static", *backend)]
+    rule: common.Manifest = {"http": {"paths": paths}}
     if ing.host:
         rule = {"host": ing.host, **rule}
     spec: common.Manifest = {"ingressClassName": ing.class_name, "rules": [rule]}

@@ -24,4 +24,5 @@ def create_broker(settings: Settings, metrics: Metrics) -> Broker:
         settings.redis_url.get_secret_value(),
         password=read_secret(settings.redis_password, settings.redis_password_file),
         metrics=metrics,
+        timeout_s=settings.redis_timeout_seconds,
     )

@@ -23,9 +23,18 @@ class Broker(abc.ABC):
 
     def __init__(self) -> None:
         self._handler: MessageHandler | None = None
+        self._on_recovered: Callable[[], None] | None = None
 
     def set_handler(self, handler: MessageHandler) -> None:
         self._handler = handler
+
+    def set_recovery_handler(self, handler: Callable[[], None]) -> None:
+        """Called when the backend answers again after an outage (state may be lost)."""
+        self._on_recovered = handler
+
+    def _recovered(self) -> None:
+        if self._on_recovered is not None:
+            self._on_recovered()
 
     def _deliver(self, channel: str, data: bytes) -> None:
         if self._handler is not None:
@@ -39,7 +48,7 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def checks(self) -> Mapping[str, bool]:
-        """Readiness checks by name, e.g. ``{"broker": True, "subscriber": True}``."""
+        """Readiness checks by name, e.g. ``{"redis": True, "pubsub": True}``."""
 
     @abc.abstractmethod
     async def subscribe(self, channel: str) -> None:
@@ -59,8 +68,11 @@ class Broker(abc.ABC):
         """Publish, and keep the newest frame per ``key`` for ``keep_ms`` for late joiners."""
 
     @abc.abstractmethod
-    async def recent(self, channel: str, *, since_ms: int) -> list[bytes]:
-        """Frames kept by ``publish_recent`` newer than ``since_ms``, oldest first."""
+    async def recent(
+        self, channel: str, *, since_ms: int, limit: int, max_bytes: int
+    ) -> list[bytes]:
+        """The newest frames kept by ``publish_recent`` newer than ``since_ms``, oldest
+        first: at most ``limit`` of them, together at most ``max_bytes``."""
 
     @abc.abstractmethod
     async def presence_set(

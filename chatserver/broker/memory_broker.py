@@ -20,7 +20,7 @@ class MemoryBroker(Broker):
         self._counters: dict[str, tuple[float, int]] = {}
 
     async def checks(self) -> Mapping[str, bool]:
-        return {"broker": True, "subscriber": True}
+        return {"memory": True, "pubsub": True}
 
     async def subscribe(self, channel: str) -> None:
         self._subscribed.add(channel)
@@ -44,9 +44,19 @@ class MemoryBroker(Broker):
             buffer.popitem(last=False)
         await self.publish(channel, data)
 
-    async def recent(self, channel: str, *, since_ms: int) -> list[bytes]:
+    async def recent(
+        self, channel: str, *, since_ms: int, limit: int, max_bytes: int
+    ) -> list[bytes]:
         buffer = self._recent.get(channel, OrderedDict())
-        return [data for ts, data in buffer.values() if ts > since_ms]
+        out: list[bytes] = []
+        total = 0
+        for ts, data in reversed(buffer.values()):
+            total += len(data)
+            if ts <= since_ms or len(out) >= limit or total > max_bytes:
+                break
+            out.append(data)
+        out.reverse()
+        return out
 
     async def presence_set(
         self, channel: str, *, key: str, member: Member, expires_ms: int

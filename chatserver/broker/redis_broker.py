@@ -9,6 +9,14 @@ failing during an outage can never take the connection it needs to come back. Bo
 clients retry a command once, at once, on a fresh connection (a pooled socket may have
 died with the old server) and otherwise fail fast: the reconnect loop owns the backoff,
 and a user whose message cannot be published hears so within milliseconds.
+
+Nothing is published into a gap: a channel whose subscription is not confirmed (the
+subscriber is reconnecting) refuses publishes with ``BrokerUnavailable``, so the sender
+is told instead of the frame vanishing. A command that times out or loses its
+connection marks Redis down: until a probe (a PING every ``PROBE_INTERVAL_S``) gets an
+answer, commands fail at once instead of each waiting out the timeout, and the moment
+Redis answers again the subscriber stops backing off and the broker's recovery handler
+runs (presence re-announces itself).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,7 +35,9 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chatserver.broker import redis_url
 from chatserver.broker.base import RECENT_CAP, Broker, BrokerUnavailable
@@ -42,11 +53,20 @@ BACKOFF_BASE_S = 0.2
 BACKOFF_CAP_S = 5.0
 # An attempt to (re)subscribe that takes longer than this is abandoned and retried.
 RESUBSCRIBE_TIMEOUT_S = 5.0
+PROBE_INTERVAL_S = 0.2
+# After the subscriber comes back from an outage, publishes wait this long, so that the
+# other pods' subscribers (woken by their own probes) are back too.
+RESUBSCRIBE_SETTLE_S = 1.0
+_OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 
 # KEYS: hash, zset, pubsub channel. ARGV: key, data, ts, cutoff, ttl_ms, cap
 _PUBLISH_RECENT = """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+-- Scores keep publication order within a millisecond (1/1024 ms apart; exact in a double).
+local score = tonumber(ARGV[3])
+local top = redis.call('ZREVRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+if top[2] and tonumber(top[2]) >= score then score = tonumber(top[2]) + 1 / 1024 end
+redis.call('ZADD', KEYS[2], score, ARGV[1])
 local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[4], 'LIMIT', 0, 100)
 local extra = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[6])
 if extra > 0 then
@@ -66,6 +86,23 @@ _LIVE = """
 local keys = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf')
 if #keys == 0 then return {} end
 return redis.call('HMGET', KEYS[1], unpack(keys))
+"""
+
+# KEYS: hash, zset. ARGV: lower bound (exclusive), most entries, most bytes.
+# The newest entries first, cut at the count and the byte budget.
+_RECENT = """
+local keys = redis.call('ZREVRANGEBYSCORE', KEYS[2], '+inf', '(' .. ARGV[1], 'LIMIT', 0, ARGV[2])
+if #keys == 0 then return {} end
+local values = redis.call('HMGET', KEYS[1], unpack(keys))
+local out, total, budget = {}, 0, tonumber(ARGV[3])
+for _, v in ipairs(values) do
+  if v then
+    total = total + #v
+    if total > budget then break end
+    table.insert(out, v)
+  end
+end
+return out
 """
 
 # KEYS: hash, zset. ARGV: now
@@ -115,11 +152,11 @@ def _members(values: list[Any]) -> list[Member]:
     return out
 
 
-def connect(url: str, *, password: str | None) -> aioredis.Redis:
+def connect(url: str, *, password: str | None, timeout_s: float = 1.0) -> aioredis.Redis:
     """A client for a redis://, rediss:// or redis+sentinel:// URL (raises RedisURLError)."""
     options: dict[str, Any] = {
         "socket_connect_timeout": 2.0,
-        "socket_timeout": 5.0,
+        "socket_timeout": timeout_s,
         "socket_keepalive": True,
         "health_check_interval": 10,
         "client_name": "asocial-chat",
@@ -144,17 +181,25 @@ def connect(url: str, *, password: str | None) -> aioredis.Redis:
 
 
 class RedisBroker(Broker):
-    def __init__(self, url: str, *, password: str | None, metrics: Metrics) -> None:
+    def __init__(
+        self, url: str, *, password: str | None, metrics: Metrics, timeout_s: float = 1.0
+    ) -> None:
         super().__init__()
-        self._client = connect(url, password=password)
-        self._subscriber = connect(url, password=password)
+        self._client = connect(url, password=password, timeout_s=timeout_s)
+        # The subscriber idles in get_message(timeout=1) and PINGs; give it slack.
+        self._subscriber = connect(url, password=password, timeout_s=max(5.0, timeout_s))
         self._metrics = metrics
+        self._up = True
+        self._probe: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._publish_after = 0.0
         self._channels: set[str] = set()
         self._confirmed: dict[str, asyncio.Event] = {}
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
         self._publish_recent = self._client.register_script(_PUBLISH_RECENT)
         self._live = self._client.register_script(_LIVE)
+        self._recent = self._client.register_script(_RECENT)
         self._sweep = self._client.register_script(_SWEEP)
         self._presence_set = self._client.register_script(_PRESENCE_SET)
         self._presence_touch = self._client.register_script(_PRESENCE_TOUCH)
@@ -165,6 +210,10 @@ class RedisBroker(Broker):
         self._reader = asyncio.create_task(self._read_forever(), name="redis-subscriber")
 
     async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -177,7 +226,7 @@ class RedisBroker(Broker):
             pong = await asyncio.wait_for(self._client.ping(), timeout=1.0)
         except (RedisError, OSError, TimeoutError):
             pong = False
-        return {"broker": bool(pong), "subscriber": self._pubsub is not None}
+        return {"redis": bool(pong), "pubsub": self._pubsub is not None}
 
     async def _read_forever(self) -> None:
         attempt = 0
@@ -189,6 +238,8 @@ class RedisBroker(Broker):
                 self._pubsub = pubsub
                 if attempt:
                     log.info("redis subscriber reconnected", extra={"attempts": attempt})
+                    self._publish_after = time.monotonic() + RESUBSCRIBE_SETTLE_S
+                    self._recovered()
                 attempt = 0
                 await self._read(pubsub)
             except Exception as exc:  # the subscriber must outlive any failure, not only Redis's
@@ -203,7 +254,11 @@ class RedisBroker(Broker):
                 self._pubsub = None
                 for event in self._confirmed.values():
                     event.clear()
-                await asyncio.sleep(delay)
+                self._mark_down()
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    # The probe cuts the backoff short as soon as Redis answers again.
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
             finally:
                 self._pubsub = None
                 with contextlib.suppress(Exception):
@@ -248,7 +303,20 @@ class RedisBroker(Broker):
             with contextlib.suppress(RedisError, OSError):
                 await pubsub.unsubscribe(_chan(channel))
 
+    def _check_subscribed(self, channel: str) -> None:
+        """Refuse to publish into a gap: while this process's subscription to the
+        channel is not confirmed, the frame would reach nobody here (nor, after a
+        Redis restart, anyone whose subscriber is still reconnecting)."""
+        if self._pubsub is None:
+            raise BrokerUnavailable("redis subscriber is reconnecting")
+        if time.monotonic() < self._publish_after:
+            raise BrokerUnavailable("redis is back; subscribers are settling")
+        event = self._confirmed.get(channel)
+        if channel in self._channels and (event is None or not event.is_set()):
+            raise BrokerUnavailable("redis subscriber is re-subscribing")
+
     async def publish(self, channel: str, data: bytes) -> None:
+        self._check_subscribed(channel)
         await self._call(self._client.publish(_chan(channel), data))
 
     async def publish_recent(
@@ -263,12 +331,15 @@ class RedisBroker(Broker):
             keep_ms,
             RECENT_CAP,
         ]
+        self._check_subscribed(channel)
         await self._call(self._publish_recent(keys=keys, args=args))
 
-    async def recent(self, channel: str, *, since_ms: int) -> list[bytes]:
+    async def recent(
+        self, channel: str, *, since_ms: int, limit: int, max_bytes: int
+    ) -> list[bytes]:
         keys = [f"{PREFIX}:recent:{channel}", f"{PREFIX}:recent-ts:{channel}"]
-        values = await self._call(self._live(keys=keys, args=[since_ms]))
-        return [v for v in values if v is not None]
+        values = await self._call(self._recent(keys=keys, args=[since_ms, limit, max_bytes]))
+        return [v for v in reversed(values) if v is not None]
 
     # --- presence ------------------------------------------------------------------
 
@@ -320,9 +391,40 @@ class RedisBroker(Broker):
             _, value = await self._call(pipe.execute())
         return int(value)
 
-    @staticmethod
-    async def _call(awaitable: Any) -> Any:
+    # --- outage detection ----------------------------------------------------------
+
+    async def _call(self, awaitable: Any) -> Any:
+        if not self._up:
+            if asyncio.iscoroutine(awaitable):
+                awaitable.close()
+            raise BrokerUnavailable("redis is not answering")
         try:
             return await awaitable
-        except (RedisError, OSError) as exc:
+        except _OUTAGE as exc:
+            self._mark_down()
             raise BrokerUnavailable(f"redis unavailable: {type(exc).__name__}") from exc
+        except RedisError as exc:
+            raise BrokerUnavailable(f"redis error: {type(exc).__name__}") from exc
+
+    def _mark_down(self) -> None:
+        """Fail commands fast until a probe gets an answer."""
+        if self._up:
+            log.warning("redis marked down; probing every %.1fs", PROBE_INTERVAL_S)
+        self._up = False
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.create_task(self._probe_until_up(), name="redis-probe")
+
+    async def _probe_until_up(self) -> None:
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL_S)
+            try:
+                async with asyncio.timeout(max(0.5, 2 * PROBE_INTERVAL_S)):
+                    await self._client.ping()
+            except Exception:  # any failure means: not yet
+                continue
+            log.info("redis answers again")
+            self._up = True
+            self._wake.set()  # the subscriber reconnects now, not after its backoff
+            if self._pubsub is not None:
+                self._recovered()
+            return

@@ -1,5 +1,6 @@
 """One real server process (in-memory broker) and real WebSocket clients."""
 
+import datetime
 import re
 import time
 import uuid
@@ -189,12 +190,16 @@ async def test_operational_endpoints(server: ChatProcess) -> None:
     async with httpx.AsyncClient() as http:
         response = await http.get(server.http("/health"))
         assert response.json()["status"] == "ok"
-        assert isinstance(response.json()["timestamp"], int)
+        stamp = response.json()["timestamp"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stamp), stamp
+        parsed = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")
+        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+        assert abs((now - parsed).total_seconds()) < 5
         assert response.headers["X-Request-ID"]
         response = await http.get(server.http("/ready"))
         assert response.json() == {
             "status": "ready",
-            "checks": {"broker": True, "subscriber": True, "accepting": True},
+            "checks": {"memory": "ok", "pubsub": "ok", "accepting": "ok"},
         }
         page = (await http.get(server.http("/"))).text
         assert '<meta name="asocial-fade-ms" content="5000">' in page

@@ -135,3 +135,24 @@ async def test_bad_tokens_are_refused(
         logs = server.logs()
         assert bad not in logs
         assert bad.split(".")[1] not in logs
+
+
+async def test_project_id_alone_refuses_bad_tokens_cleanly_and_never_500s(
+    chat_server: ChatFactory,
+) -> None:
+    """Production mode without a service account: verification needs only Google's keys,
+    so a bad token is refused with ``unauthorized``, never a 500 on the upgrade."""
+    server = chat_server(
+        name="no-credentials",
+        ASOCIAL_AUTH_MODE="firebase",
+        ASOCIAL_FIREBASE_PROJECT_ID="asocial-prod-like",
+        FIREBASE_AUTH_EMULATOR_HOST="",
+        GOOGLE_APPLICATION_CREDENTIALS="",
+    )
+    header = base64.urlsafe_b64encode(b'{"alg":"RS256","kid":"nope"}').rstrip(b"=").decode()
+    body = base64.urlsafe_b64encode(b'{"sub":"x"}').rstrip(b"=").decode()
+    for token in ("garbage", f"{header}.{body}.c2ln"):
+        async with client(server.ws(f"uid=u&token={token}")) as c:
+            error = await c.recv_type("error")
+            assert error["code"] == "unauthorized", error
+    assert "Traceback" not in server.logs()

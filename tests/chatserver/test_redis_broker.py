@@ -21,7 +21,7 @@ async def broker(redis_server: RedisProcess) -> AsyncIterator[RedisBroker]:
     b = RedisBroker(redis_server.url, password=None, metrics=Metrics())
     await b.start()
     for _ in range(100):
-        if (await b.checks())["subscriber"]:
+        if (await b.checks())["pubsub"]:
             break
         await asyncio.sleep(0.05)
     yield b
@@ -47,7 +47,7 @@ async def test_recent_keeps_the_newest_frame_per_message_within_the_window(
     await broker.publish_recent("r", key="m1", data=b"h", timestamp_ms=now - 9000, keep_ms=5000)
     await broker.publish_recent("r", key="m2", data=b"x", timestamp_ms=now, keep_ms=5000)
     await broker.publish_recent("r", key="m2", data=b"xy", timestamp_ms=now + 1, keep_ms=5000)
-    assert await broker.recent("r", since_ms=now - 5000) == [b"xy"]
+    assert await broker.recent("r", since_ms=now - 5000, limit=10, max_bytes=1000) == [b"xy"]
 
 
 async def test_presence_set_list_remove_and_sweep(broker: RedisBroker) -> None:
@@ -79,7 +79,7 @@ async def test_operations_raise_unavailable_when_redis_is_down(
     with pytest.raises(BrokerUnavailable):
         await broker.publish("a", b"x")
     checks = await broker.checks()
-    assert checks["broker"] is False
+    assert checks["redis"] is False
 
 
 def test_password_file_and_url_forms() -> None:

@@ -77,7 +77,7 @@ async def test_wrong_password_keeps_the_server_unready_and_says_so(
     async with httpx.AsyncClient() as http:
         response = await http.get(server.http("/ready"))
     assert response.status_code == 503
-    assert response.json()["checks"]["broker"] is False
+    assert response.json()["checks"]["redis"] == "down"
     assert "wrong" not in server.logs()
 
 

@@ -254,6 +254,20 @@ def test_checksum_follows_config_only() -> None:
     assert manifests.backend_checksum(context({}, password="rotated")) != base
 
 
+def test_ingress_keeps_operational_endpoints_private() -> None:
+    ing = edge.build_ingress(context(CASES["production"]))
+    assert ing is not None
+    routes = ing["spec"]["rules"][0]["http"]["paths"]
+    for private in ("/metrics", "/ready", "/health"):
+        for route in routes:
+            matches = (
+                private == route["path"]
+                if route["pathType"] == "Exact"
+                else private == route["path"] or private.startswith(route["path"].rstrip("/") + "/")
+            )
+            assert not matches, f"{private} is routed publicly by {route}"
+
+
 def test_ingress_exact() -> None:
     ing = edge.build_ingress(context(CASES["production"]))
     assert ing is not None
@@ -281,6 +295,13 @@ def test_ingress_exact() -> None:
                         },
                         {
                             "path": "/",
+                            "pathType": "Exact",
+                            "backend": {
+                                "service": {"name": "chat-backend", "port": {"number": 8080}}
+                            },
+                        },
+                        {
+                            "path": "/static",
                             "pathType": "Prefix",
                             "backend": {
                                 "service": {"name": "chat-backend", "port": {"number": 8080}}
