@@ -15,7 +15,7 @@ PYTHON := $(VENV)/bin/python
 LOWEST_TESTS ?= tests/chatserver tests/operator
 HOST ?= 127.0.0.1
 PORT ?= 8080
-APT_PACKAGES := redis-server chromium openssl
+APT_PACKAGES := redis-server chromium openssl iptables iproute2 mmdebstrap umoci libseccomp-dev gcc
 STAMP := .make/installed
 
 .PHONY: demo test test-lowest lock install firebase-tools system-deps lint typecheck layers unit devcluster-up devcluster-down chat bench clean
@@ -65,7 +65,8 @@ test-lowest: system-deps | $(UV)
 	VIRTUAL_ENV=$(LOWEST_VENV) $(LOWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider \
 	  -m "not devcluster and not browser" $(LOWEST_TESTS)
 
-## system-deps: Debian packages the tests drive for real (redis-server, chromium)
+## system-deps: Debian packages the tests drive for real (redis-server, chromium) and the
+## real node needs (iptables, mmdebstrap and umoci for local images, libseccomp for runc)
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -20,6 +20,12 @@ class Target:
     module_dir: str
     package: str
     ldflags: tuple[str, ...] = ()
+    cgo: bool = False
+    tags: tuple[str, ...] = ()
+
+    @property
+    def out_dir(self) -> Path:
+        return config.binary_dir(self.name)
 
 
 def _k8s_ldflags() -> tuple[str, ...]:
@@ -59,12 +65,66 @@ def targets() -> list[Target]:
                 f"-X sigs.k8s.io/kwok/pkg/consts.KubeVersion={kube_version}",
             ),
         ),
+        *node_targets(),
+    ]
+
+
+def node_targets() -> list[Target]:
+    """The real node: kubelet and kube-proxy (same module as the control plane), the
+    container runtime and the cluster add-ons."""
+    k8s = _k8s_ldflags()
+    containerd = config.CONTAINERD_VERSION
+    ctrd_flags = (f"-X github.com/containerd/containerd/v2/version.Version={containerd}",)
+    cni = "github.com/containernetworking/plugins/plugins"
+    return [
+        Target("kubelet", "k8s", "k8s.io/kubernetes/cmd/kubelet", k8s),
+        Target("kube-proxy", "k8s", "k8s.io/kubernetes/cmd/kube-proxy", k8s),
+        Target(
+            "containerd",
+            "node/containerd",
+            "github.com/containerd/containerd/v2/cmd/containerd",
+            ctrd_flags,
+        ),
+        Target(
+            "containerd-shim-runc-v2",
+            "node/containerd",
+            "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2",
+            ctrd_flags,
+        ),
+        Target("ctr", "node/containerd", "github.com/containerd/containerd/v2/cmd/ctr", ctrd_flags),
+        # runc needs cgo for libseccomp (Debian's libseccomp-dev) and its nsenter C code.
+        Target(
+            "runc",
+            "node/runc",
+            "github.com/opencontainers/runc",
+            (f"-X main.version={config.RUNC_VERSION.lstrip('v')}",),
+            cgo=True,
+            tags=("seccomp",),
+        ),
+        Target("bridge", "node/cni", f"{cni}/main/bridge"),
+        Target("host-local", "node/cni", f"{cni}/ipam/host-local"),
+        Target("loopback", "node/cni", f"{cni}/main/loopback"),
+        Target("portmap", "node/cni", f"{cni}/meta/portmap"),
+        Target(
+            "crictl",
+            "node/crictl",
+            "sigs.k8s.io/cri-tools/cmd/crictl",
+            (f"-X sigs.k8s.io/cri-tools/pkg/version.Version={config.CRI_TOOLS_VERSION}",),
+        ),
+        Target("coredns", "node/coredns", "github.com/coredns/coredns"),
+        Target("pause", "node/pause", "asocial.local/devcluster/node/pause"),
+        Target(
+            "metrics-server", "node/metrics-server", "sigs.k8s.io/metrics-server/cmd/metrics-server"
+        ),
     ]
 
 
 def missing_binaries() -> list[str]:
-    out = config.bin_dir()
-    return [name for name in config.ALL_BINARIES if not os.access(out / name, os.X_OK)]
+    return [
+        name
+        for name in config.ALL_BINARIES
+        if not os.access(config.binary_dir(name) / name, os.X_OK)
+    ]
 
 
 def is_built() -> bool:
@@ -75,14 +135,21 @@ def _log(message: str) -> None:
     print(f"[devcluster build] {message}", file=sys.stderr, flush=True)
 
 
-def _build_one(target: Target, out: Path, go: str) -> None:
+def _build_one(target: Target, go: str) -> None:
+    out = target.out_dir
+    out.mkdir(parents=True, exist_ok=True)
     module_dir = config.DEVCLUSTER_DIR / target.module_dir
     tmp = out / f".{target.name}.tmp"
     ldflags = " ".join(("-s", "-w", *target.ldflags))
-    cmd = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), target.package]
+    cmd = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp)]
+    if target.tags:
+        cmd += ["-tags", ",".join(target.tags)]
+    cmd.append(target.package)
     env = dict(os.environ)
-    env.setdefault("CGO_ENABLED", "0")
+    env["CGO_ENABLED"] = "1" if target.cgo else "0"
     env["GOWORK"] = "off"
+    if target.cgo:
+        _require_seccomp()
     start = time.monotonic()
     _log(f"building {target.name} ({target.package}) ...")
     proc = subprocess.Popen(cmd, cwd=module_dir, env=env)
@@ -107,6 +174,14 @@ def _build_one(target: Target, out: Path, go: str) -> None:
     _log(f"built {target.name} in {elapsed:.0f}s")
 
 
+def _require_seccomp() -> None:
+    if not Path("/usr/include/seccomp.h").exists():
+        raise SystemExit(
+            "[devcluster build] runc needs libseccomp's headers: "
+            "apt-get install -y libseccomp-dev gcc (or run `make test`, which installs them)"
+        )
+
+
 def build(force: bool = False) -> Path:
     """Build every missing binary (all of them with ``force``); return the bin dir."""
     out = config.bin_dir()
@@ -121,13 +196,14 @@ def _build_locked(out: Path, force: bool) -> Path:
     go = config.go_binary()
     if shutil.which(go) is None:
         raise SystemExit(f"[devcluster build] Go toolchain not found: {go} (set ASOCIAL_GO)")
-    wanted = [t for t in targets() if force or not os.access(out / t.name, os.X_OK)]
+    wanted = [t for t in targets() if force or not os.access(t.out_dir / t.name, os.X_OK)]
     if not wanted:
-        _log(f"all binaries present in {out}")
+        _log(f"all binaries present in {out} and {config.node_bin_dir()}")
         return out
     total_start = time.monotonic()
-    _log(f"output: {out}")
-    for target in wanted:
-        _build_one(target, out, go)
+    _log(f"output: {out} and {config.node_bin_dir()}")
+    for index, target in enumerate(wanted, 1):
+        _log(f"[{index}/{len(wanted)}]")
+        _build_one(target, go)
     _log(f"done in {time.monotonic() - total_start:.0f}s")
     return out

@@ -39,6 +39,8 @@ CLIENTS = (
     ClientCert("kube-scheduler", "system:kube-scheduler"),
     ClientCert("kwok", "devcluster-kwok", "system:masters"),
     ClientCert("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"),
+    # The aggregation layer's client certificate (requests proxied to metrics-server).
+    ClientCert("front-proxy-client", "front-proxy-client"),
 )
 
 
@@ -146,6 +148,40 @@ def _sa_key_pair(pki: Pki) -> None:
 def _key_and_cert(pki: Pki, key: Path, cert: Path, subject: str, extensions: str) -> None:
     _ec_key(key, pki.root)
     _sign(pki, key, cert, subject, extensions)
+
+
+def node_certs(pki: Pki, node_name: str, node_ip: str) -> None:
+    """Certificates of the real node's components (made once per state dir): the
+    kubelet's client (Node authorizer identity) and serving certificates, kube-proxy's
+    (bound to ``system:node-proxier`` by default RBAC), CoreDNS's and metrics-server's."""
+    leaf = (
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+    )
+    client = f"{leaf}extendedKeyUsage=clientAuth\n"
+    wanted = [
+        ("kubelet", f"/O=system:nodes/CN=system:node:{node_name}", client),
+        (
+            "kubelet-serving",
+            f"/CN={node_name}",
+            f"{leaf}extendedKeyUsage=serverAuth\nsubjectAltName=DNS:{node_name},IP:{node_ip}\n",
+        ),
+        ("kube-proxy", "/CN=system:kube-proxy", client),
+        # Devcluster add-ons run as processes with broad rights (they are not pods).
+        ("coredns", "/O=system:masters/CN=devcluster-coredns", client),
+        ("metrics-server", "/O=system:masters/CN=devcluster-metrics-server", client),
+    ]
+    todo = [w for w in wanted if not pki.client_cert(w[0]).exists()]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        jobs = [
+            pool.submit(
+                _key_and_cert, pki, pki.client_key(name), pki.client_cert(name), subject, ext
+            )
+            for name, subject, ext in todo
+        ]
+        for job in jobs:
+            job.result()
+    for name, _, _ in todo:
+        pki.client_key(name).chmod(0o600)
 
 
 def generate(root: Path) -> Pki:

@@ -14,7 +14,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import build, certs, config, kubeconfig, manifests, process
+from . import build, certs, config, kubeconfig, manifests, node, process
 from .api import ApiClient
 from .process import Proc
 
@@ -76,7 +76,12 @@ class Cluster:
 
     def _procs(self, data: dict[str, Any]) -> list[Proc]:
         found = data.get("processes", {})
-        return [Proc.from_json(name, found[name]) for name in COMPONENTS if name in found]
+        names = (*COMPONENTS, *node.NODE_COMPONENTS)
+        return [Proc.from_json(name, found[name]) for name in names if name in found]
+
+    @staticmethod
+    def _expected(data: dict[str, Any]) -> int:
+        return len(COMPONENTS) + (len(node.NODE_COMPONENTS) if data.get("real_node") else 0)
 
     def kubectl_path(self) -> Path:
         data = self._load()
@@ -91,7 +96,7 @@ class Cluster:
             return False, "not running (no state)"
         procs = self._procs(data)
         dead = [p.name for p in procs if not process.is_alive(p)]
-        if len(procs) != len(COMPONENTS) or dead:
+        if len(procs) != self._expected(data) or dead:
             return False, f"components not running: {dead or 'incomplete state'}"
         ok, detail = ApiClient(data["ports"]["apiserver"], self.pki).readyz()
         if not ok:
@@ -129,6 +134,8 @@ class Cluster:
         if self._load() is not None:
             _log(f"stale state ({detail}); cleaning up first")
             self._down(quiet=True)
+        if node.enabled():
+            node.Node(self.root, self.pki).check_available()
         if not build.is_built():
             build.build()
         bin_dir = config.bin_dir()
@@ -141,6 +148,7 @@ class Cluster:
             "ports": ports,
             "processes": {},
             "kubeconfig": str(self.kubeconfig),
+            "real_node": node.enabled(),
         }
         self._save(data)
         try:
@@ -155,8 +163,10 @@ class Cluster:
         )
         return self.kubeconfig
 
-    def _spawn(self, data: dict[str, Any], name: str, argv: list[str]) -> Proc:
-        proc = process.spawn(name, argv, self.logs / f"{name}.log", self.root)
+    def _spawn(
+        self, data: dict[str, Any], name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> Proc:
+        proc = process.spawn(name, argv, self.logs / f"{name}.log", self.root, env)
         data["processes"][name] = proc.to_json()
         self._save(data)
         return proc
@@ -249,6 +259,15 @@ class Cluster:
                 f"--kubelet-client-certificate={pki.client_cert('apiserver-kubelet-client')}",
                 f"--kubelet-client-key={pki.client_key('apiserver-kubelet-client')}",
                 "--kubelet-preferred-address-types=InternalIP,Hostname",
+                # The aggregation layer (metrics-server's metrics.k8s.io).
+                f"--requestheader-client-ca-file={pki.ca_cert}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki.client_cert('front-proxy-client')}",
+                f"--proxy-client-key-file={pki.client_key('front-proxy-client')}",
+                "--enable-aggregator-routing=true",
                 "--endpoint-reconciler-type=none",
                 "--allow-privileged=true",
                 "--profiling=false",
@@ -345,6 +364,13 @@ class Cluster:
             return found, "default ServiceAccount missing (kube-controller-manager)"
 
         self._wait(data, "controllers", default_sa, timeout=60)
+        if data.get("real_node"):
+            node.Node(self.root, pki).start(
+                api,
+                server,
+                spawn=lambda name, argv, env: self._spawn(data, name, argv, env),
+                wait=lambda what, check, timeout: self._wait(data, what, check, timeout),
+            )
         data["ready_seconds"] = round(time.monotonic() - t0, 1)
         self._save(data)
 
@@ -360,8 +386,10 @@ class Cluster:
                 _log(f"not running (no state in {self.root})")
             return True
         procs = list(reversed(self._procs(data)))
-        alive = [p for p in procs if process.is_alive(p)]
-        stuck = process.stop(alive)
+        node_procs = [p for p in procs if p.name in node.NODE_COMPONENTS]
+        stuck = node.Node(self.root, self.pki).stop(node_procs)
+        alive = [p for p in procs if p not in node_procs and process.is_alive(p)]
+        stuck += process.stop(alive)
         if stuck:
             _log(f"could not stop: {stuck}; keeping state in {self.root}")
             return False

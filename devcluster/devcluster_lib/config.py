@@ -10,6 +10,14 @@ K8S_STAGING_VERSION = "v0.36.5"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 
+# The real node (versions also pinned in the wrapper modules under devcluster/node/).
+CONTAINERD_VERSION = "v2.3.7"
+RUNC_VERSION = "v1.4.4"
+CNI_PLUGINS_VERSION = "v1.9.1"
+CRI_TOOLS_VERSION = "v1.37.0"
+COREDNS_VERSION = "v1.13.1"
+METRICS_SERVER_VERSION = "v0.8.0"
+
 DEVCLUSTER_DIR = Path(__file__).resolve().parent.parent
 """The ``devcluster/`` directory of the repository (holds the wrapper Go modules)."""
 
@@ -21,7 +29,32 @@ CONTROL_PLANE_BINARIES = (
     "kube-scheduler",
     "kubectl",
 )
-ALL_BINARIES = ("etcd", *CONTROL_PLANE_BINARIES, "kwok")
+NODE_BINARIES = (
+    "kubelet",
+    "kube-proxy",
+    "containerd",
+    "containerd-shim-runc-v2",
+    "ctr",
+    "runc",
+    "bridge",
+    "host-local",
+    "loopback",
+    "portmap",
+    "crictl",
+    "coredns",
+    "metrics-server",
+    "pause",
+)
+ALL_BINARIES = ("etcd", *CONTROL_PLANE_BINARIES, "kwok", *NODE_BINARIES)
+
+PAUSE_IMAGE = "devcluster.local/pause:1"
+"""The pod sandbox image, built locally from the ``pause`` binary (no registry needed)."""
+
+NODE_VERSION_KEY = (
+    f"k8s-{K8S_VERSION}_containerd-{CONTAINERD_VERSION}_runc-{RUNC_VERSION}"
+    f"_cni-{CNI_PLUGINS_VERSION}_crictl-{CRI_TOOLS_VERSION}_coredns-{COREDNS_VERSION}"
+    f"_metrics-server-{METRICS_SERVER_VERSION}"
+)
 
 
 def cache_root() -> Path:
@@ -32,8 +65,19 @@ def cache_root() -> Path:
 
 
 def bin_dir() -> Path:
-    """Directory holding the binaries for the pinned versions."""
+    """Directory holding the control-plane binaries for the pinned versions."""
     return cache_root() / VERSION_KEY / "bin"
+
+
+def node_bin_dir() -> Path:
+    """Directory holding the node binaries (CNI plugins in ``cni/``) for the pinned
+    versions."""
+    return cache_root() / NODE_VERSION_KEY / "bin"
+
+
+def binary_dir(name: str) -> Path:
+    """Where binary ``name`` is built to."""
+    return node_bin_dir() if name in NODE_BINARIES else bin_dir()
 
 
 def state_dir() -> Path:

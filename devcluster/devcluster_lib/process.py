@@ -48,11 +48,14 @@ def is_alive(proc: Proc) -> bool:
     return start == proc.start_ticks and state not in ("Z", "X")
 
 
-def spawn(name: str, argv: list[str], log: Path, cwd: Path) -> Proc:
+def spawn(
+    name: str, argv: list[str], log: Path, cwd: Path, env: dict[str, str] | None = None
+) -> Proc:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         child = subprocess.Popen(
             argv,
+            env={**os.environ, **env} if env else None,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

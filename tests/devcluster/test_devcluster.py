@@ -576,6 +576,7 @@ def test_down_leaves_no_process_and_no_listening_port(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASOCIAL_DEVCLUSTER_")}
     env["ASOCIAL_DEVCLUSTER_DIR"] = str(state)
     env["ASOCIAL_DEVCLUSTER_PVS"] = "2"
+    env["ASOCIAL_DEVCLUSTER_REAL_NODE"] = "0"  # the machine's one real node is the main one's
 
     started = time.monotonic()
     kubeconfig = devcluster("up", env=env, timeout=240).strip().splitlines()[-1]

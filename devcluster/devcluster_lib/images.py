@@ -1,0 +1,187 @@
+"""Container images built on this machine, for a node that can reach no registry.
+
+Root filesystems come from Debian packages (``mmdebstrap``) or from a binary built here
+(the pause image); ``umoci`` turns each into an OCI image, which is imported into the
+node's containerd (namespace ``k8s.io``, where the kubelet looks). Each image is cached
+under the build cache, keyed by a hash of everything that goes into it, and rebuilt only
+when that changes.
+
+| image                            | contents                                     |
+|----------------------------------|----------------------------------------------|
+| ``devcluster.local/pause:1``     | the ``pause`` binary (the pod sandbox)       |
+| ``devcluster.local/redis:7``     | Debian's redis-server and redis-tools, ``sh`` |
+| ``devcluster.local/python:3.11`` | Debian's python3 (3.11), ``sh``              |
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import config
+
+if TYPE_CHECKING:
+    from .node import Node
+
+SUITE = "bookworm"
+MIRROR = "http://deb.debian.org/debian"
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    """Repository, e.g. ``devcluster.local/redis``."""
+    tag: str
+    packages: tuple[str, ...] = ()
+    """Debian packages of the root filesystem (``mmdebstrap --variant=minbase``)."""
+    binary: str | None = None
+    """A node binary that is the whole image (``/<binary>``), instead of packages."""
+    cmd: tuple[str, ...] = ()
+    user: str = ""
+    env: tuple[str, ...] = field(
+        default=("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
+    )
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.tag}"
+
+    def key(self) -> str:
+        """Content key: the recipe, plus the binary's bytes for a binary image."""
+        recipe = json.dumps(
+            [self.ref, SUITE, self.packages, self.binary, self.cmd, self.user, self.env]
+        ).encode()
+        digest = hashlib.sha256(recipe)
+        if self.binary:
+            digest.update((config.node_bin_dir() / self.binary).read_bytes())
+        return digest.hexdigest()[:16]
+
+
+IMAGES = (
+    Image("devcluster.local/pause", "1", binary="pause", cmd=("/pause",), user="65535"),
+    Image(
+        "devcluster.local/redis",
+        "7",
+        packages=("redis-server", "redis-tools"),
+        cmd=("redis-server", "--protected-mode", "no"),
+    ),
+    Image("devcluster.local/python", "3.11", packages=("python3", "ca-certificates")),
+)
+
+
+def _log(message: str) -> None:
+    print(f"[devcluster images] {message}", file=sys.stderr, flush=True)
+
+
+def cache_dir() -> Path:
+    return config.cache_root() / "images"
+
+
+def archive(image: Image) -> Path:
+    return cache_dir() / f"{image.name.rsplit('/', 1)[1]}-{image.tag}-{image.key()}.tar"
+
+
+def _require(tool: str, package: str) -> None:
+    if shutil.which(tool) is None:
+        raise SystemExit(
+            f"devcluster images: `{tool}` is missing: apt-get install -y {package} "
+            "(`make test` installs it)"
+        )
+
+
+def _rootfs(image: Image, into: Path) -> None:
+    if image.binary:
+        into.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(config.node_bin_dir() / image.binary, into / image.binary)
+        return
+    _require("mmdebstrap", "mmdebstrap")
+    tar = into.parent / "rootfs.tar"
+    cmd = [
+        "mmdebstrap",
+        "--variant=minbase",
+        "--quiet",
+        "--include=" + ",".join(image.packages),
+        "--dpkgopt=path-exclude=/usr/share/doc/*",
+        "--dpkgopt=path-exclude=/usr/share/man/*",
+        "--dpkgopt=path-exclude=/usr/share/locale/*",
+        "--customize-hook=rm -rf $1/var/cache/apt/* $1/var/lib/apt/lists/*",
+        SUITE,
+        str(tar),
+        MIRROR,
+    ]
+    subprocess.run(cmd, check=True)
+    into.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tar) as t:
+        t.extractall(into, filter="fully_trusted")
+    tar.unlink()
+
+
+def build(image: Image) -> Path:
+    """The image's OCI archive, built now unless the cached one is current."""
+    out = archive(image)
+    if out.exists():
+        return out
+    _require("umoci", "umoci")
+    started = time.monotonic()
+    _log(f"building {image.ref} ...")
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
+        work = Path(tmp)
+        layout, bundle = work / "oci", work / "bundle"
+        ref = f"{layout}:{image.tag}"
+        subprocess.run(["umoci", "init", "--layout", str(layout)], check=True)
+        subprocess.run(["umoci", "new", "--image", ref], check=True)
+        subprocess.run(["umoci", "unpack", "--image", ref, str(bundle)], check=True)
+        rootfs = bundle / "rootfs"
+        shutil.rmtree(rootfs)
+        _rootfs(image, rootfs)
+        subprocess.run(["umoci", "repack", "--image", ref, str(bundle)], check=True)
+        configure = ["umoci", "config", "--image", ref, "--clear=config.env"]
+        configure += [f"--config.env={e}" for e in image.env]
+        for arg in image.cmd:
+            configure.append(f"--config.cmd={arg}")
+        if image.user:
+            configure.append(f"--config.user={image.user}")
+        subprocess.run(configure, check=True)
+        subprocess.run(["umoci", "gc", "--layout", str(layout)], check=True)
+        partial = out.with_suffix(".partial")
+        with tarfile.open(partial, "w") as t:
+            for entry in sorted(layout.iterdir()):
+                t.add(entry, arcname=entry.name)
+        partial.replace(out)
+    for old in cache_dir().glob(f"{image.name.rsplit('/', 1)[1]}-{image.tag}-*.tar"):
+        if old != out:
+            old.unlink()
+    _log(f"built {image.ref} in {time.monotonic() - started:.0f}s ({out.stat().st_size >> 20} MiB)")
+    return out
+
+
+def build_all() -> list[Path]:
+    return [build(image) for image in IMAGES]
+
+
+def import_all(node: Node) -> None:
+    """Import every local image into the node's containerd (idempotent)."""
+    ctr = [str(node.bin / "ctr"), "--address", str(node.sock), "--namespace", "k8s.io"]
+    present = subprocess.run(
+        [*ctr, "images", "list", "--quiet"], check=True, capture_output=True, text=True
+    ).stdout.split()
+    for image in IMAGES:
+        if image.ref in present:
+            continue
+        path = build(image)
+        subprocess.run(
+            [*ctr, "images", "import", "--base-name", image.name, "--no-unpack", str(path)],
+            check=True,
+            capture_output=True,
+        )
+        _log(f"imported {image.ref}")

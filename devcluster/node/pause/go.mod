@@ -1,0 +1,3 @@
+module asocial.local/devcluster/node/pause
+
+go 1.26.0
