@@ -143,11 +143,8 @@ def clean_username(value: object) -> str | None:
     reorder the text around it. Runs of whitespace become one space."""
     if not isinstance(value, str):
         return None
-    name = "".join(
-        ch
-        for ch in unicodedata.normalize("NFC", value)
-        if unicodedata.category(ch) not in _INVISIBLE_CATEGORIES
-    )
+    spaced = " ".join(unicodedata.normalize("NFC", value).split())
+    name = "".join(ch for ch in spaced if unicodedata.category(ch) not in _INVISIBLE_CATEGORIES)
     name = " ".join(name.split())
     if not name or len(name) > MAX_USERNAME_LENGTH:
         return None

@@ -288,12 +288,15 @@ class Session:
     async def run(self, *, subprotocol: str | None) -> None:
         rt = self.rt
         self._task = asyncio.current_task()
-        await self.ws.accept(subprotocol=subprotocol)
+        # Counted before the first await: ``serve`` checked the limits just now, and a
+        # handshake counted only after its accept would let simultaneous ones all pass.
         rt.add(self)
-        rt.metrics.connections_active.inc()
-        rt.metrics.connections_total.inc()
-        joined = False
+        joined = accepted = False
         try:
+            await self.ws.accept(subprotocol=subprotocol)
+            accepted = True
+            rt.metrics.connections_active.inc()
+            rt.metrics.connections_total.inc()
             joined = await self._join()
             if joined:
                 await self._read_forever()
@@ -317,7 +320,8 @@ class Session:
             self._queue.clear()
             await self._leave(joined)
             rt.remove(self)
-            rt.metrics.connections_active.dec()
+            if accepted:
+                rt.metrics.connections_active.dec()
 
     async def _join(self) -> bool:
         rt, channel = self.rt, self.identity.channel_id

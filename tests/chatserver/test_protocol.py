@@ -154,3 +154,27 @@ def test_presence_frames() -> None:
 )
 def test_channel_names(name: str, ok: bool) -> None:
     assert protocol.valid_channel(name) is ok
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("Ann", "Ann"),
+        ("ad\u202emin", "admin"),  # right-to-left override
+        ("b\u200bo\u200db", "bob"),  # zero-width space and joiner
+        ("\u2066x\u2069", "x"),  # bidi isolates
+        ("tab\tand\nnew\x07line", "tab and newline"),
+        ("  lots   of   space ", "lots of space"),
+        ("e\u0301", "\u00e9"),  # NFC
+        ("\u200b\u202e", None),  # nothing visible left
+    ],
+)
+def test_clean_username_strips_invisible_characters(raw: str, clean: str | None) -> None:
+    assert protocol.clean_username(raw) == clean
+
+
+def test_peek_message_id_reads_only_a_valid_id() -> None:
+    assert protocol.peek_message_id('{"type":"chat","message_id":"m-1"}') == "m-1"
+    assert protocol.peek_message_id('{"message_id":"bad id!"}') is None
+    assert protocol.peek_message_id("not json") is None
+    assert protocol.peek_message_id('["message_id"]') is None
