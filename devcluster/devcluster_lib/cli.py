@@ -19,6 +19,7 @@ environment:
                                     fixed loopback ports (default: free ports)
   ASOCIAL_DEVCLUSTER_NODES          number of fake nodes (default 3)
   ASOCIAL_DEVCLUSTER_PVS            number of static 10Gi PersistentVolumes (default 40)
+  ASOCIAL_DEVCLUSTER_REAL_NODE      0 = fake nodes only (default 1: also the real node)
   ASOCIAL_GO                        go command (default /usr/local/go/bin/go or PATH)
 
 versions: {config.VERSION_KEY}
@@ -28,7 +29,8 @@ versions: {config.VERSION_KEY}
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="devcluster",
-        description="Local Kubernetes control plane on loopback, with kwok fake nodes.",
+        description="Local Kubernetes control plane on loopback, kwok fake nodes and one "
+        "real node (kubelet, containerd, kube-proxy, CoreDNS, metrics-server).",
         epilog=USAGE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -38,6 +40,11 @@ def main(argv: list[str]) -> int:
     sub.add_parser("up", help="start the cluster (builds first if needed); idempotent")
     sub.add_parser("down", help="stop the processes `up` started and remove the state")
     sub.add_parser("status", help="components, apiserver readiness, nodes (exit 1 if down)")
+    sub.add_parser(
+        "images",
+        help="build the local images (pause, redis, python) and import them into the "
+        "running node; cached by content",
+    )
     sub.add_parser("kubeconfig", help="print the kubeconfig path")
     sub.add_parser("bin-dir", help="print the directory holding the built binaries")
     p_kubectl = sub.add_parser("kubectl", help="run the built kubectl with the kubeconfig")
@@ -63,6 +70,8 @@ def main(argv: list[str]) -> int:
         ok, text = cluster.status()
         print(text)
         return 0 if ok else 1
+    if args.command == "images":
+        return cluster.images()
     if args.command == "kubeconfig":
         print(cluster.kubeconfig)
         return 0

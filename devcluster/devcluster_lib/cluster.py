@@ -406,6 +406,19 @@ class Cluster:
             _log(f"stopped {len(alive)} processes and removed {self.root}")
         return True
 
+    # ---------------------------------------------------------------- images
+    def images(self) -> int:
+        """Build every local image (cached by content) and import it into the running
+        node, if there is one; `up` does the same."""
+        from . import images
+
+        for path in images.build_all():
+            print(path)
+        data = self._load()
+        if data and data.get("real_node"):
+            images.import_all(node.Node(self.root, self.pki))
+        return 0
+
     # ---------------------------------------------------------------- status
     def status(self) -> tuple[bool, str]:
         data = self._load()
