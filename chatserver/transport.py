@@ -105,6 +105,22 @@ class Flag:
             await waiter
 
 
+def _refusal(exc: BaseException) -> bytes:
+    """The answer to an upgrade request websockets could not parse: 431 when a line
+    was too long or there were too many headers, else 400."""
+    causes = []
+    while exc is not None:
+        causes.append(str(exc).lower())
+        exc = exc.__cause__  # type: ignore[assignment]
+    too_large = any("too long" in c or "too many" in c or "no more than" in c for c in causes)
+    status, phrase = (431, "Request Header Fields Too Large") if too_large else (400, "Bad Request")
+    body = f"{phrase}\n".encode()
+    return (
+        f"HTTP/1.1 {status} {phrase}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode() + body
+
+
 class PreparedFrameProtocol(WebSocketsSansIOProtocol):
     """Implements ``wire.ConnectionControl`` for the connection's session."""
 
@@ -129,10 +145,14 @@ class PreparedFrameProtocol(WebSocketsSansIOProtocol):
         if not self.handshake_initiated and self.conn.handshake_exc is not None:
             # websockets answered an unusable request itself (431 for a header line over
             # 8 KiB, 414 for a long request line); the base protocol never writes it.
-            log.info("handshake refused: %s", self.conn.handshake_exc)
+            exc = self.conn.handshake_exc
+            log.info("handshake refused: %s", exc)
             if self.on_refused is not None:
                 self.on_refused("headers_too_large")
-            self.transport.write(b"".join(self.conn.data_to_send()))
+            output = b"".join(self.conn.data_to_send())
+            if not output.startswith(b"HTTP/"):  # websockets < 17 sends no answer at all
+                output = _refusal(exc)
+            self.transport.write(output)
             self.handshake_complete = self.close_sent = True
             self.transport.close()
             self._abort_later(ABORT_AFTER_CLOSE_S)
