@@ -1,4 +1,5 @@
-"""The only module that calls the Kubernetes API.
+"""The module that calls the Kubernetes API for reconciling (``leader`` holds its own
+Lease calls).
 
 Server-side apply under one field manager (``asocial-operator``), deletes of
 children that are no longer wanted, reads, status writes and Events. Plain

@@ -6,7 +6,7 @@ loop while the socket's buffer has room and nothing is queued (as prepared bytes
 the server offers a ``wire`` writer), otherwise through the connection's single writer
 task and its bounded queue.
 May use: ``hub``, ``presence``, ``auth``, ``limits``, ``broker``, ``protocol``,
-``metrics``, ``settings``, ``wire``.
+``metrics``, ``logs``, ``settings``, ``wire``.
 """
 
 from __future__ import annotations

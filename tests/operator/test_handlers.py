@@ -16,7 +16,14 @@ def test_every_child_kind_and_the_instance_are_watched() -> None:
     expected = {(r.group, r.version, r.plural) for r in cluster.WATCHED}
     expected.add((naming.GROUP, naming.VERSION, naming.PLURAL))
     assert expected <= watched
-    assert handlers.child_event is not None
+    # Children are watched only when they carry our managed-by label (server-side).
+    children = [
+        h
+        for h in registry._watching.get_all_handlers()
+        if h.fn is handlers.child_event  # type: ignore[attr-defined]
+    ]
+    assert len(children) == len(cluster.WATCHED)
+    assert all(h.labels == handlers.MANAGED for h in children)
 
 
 def test_no_state_changing_handlers_so_no_finalizers() -> None:

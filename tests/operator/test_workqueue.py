@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
+import time
 from collections.abc import Callable
 
 from asocial_operator import workqueue
@@ -72,19 +74,24 @@ async def test_no_concurrent_runs_of_one_key() -> None:
 
 
 async def test_retry_with_backoff_then_success() -> None:
-    attempts: list[str] = []
+    attempts: list[float] = []
 
     def process(key: str) -> bool:
-        attempts.append(key)
-        return len(attempts) < 3
+        attempts.append(time.monotonic())
+        return len(attempts) < 4
 
-    queue: workqueue.WorkQueue[str] = workqueue.WorkQueue(process, workers=1, base_backoff=0.01)
+    queue: workqueue.WorkQueue[str] = workqueue.WorkQueue(process, workers=1, base_backoff=0.05)
     queue.start()
     try:
         queue.add("x")
-        await wait_for(lambda: len(attempts) == 3 and len(queue) == 0)
+        await wait_for(lambda: len(attempts) == 4 and len(queue) == 0)
     finally:
         await queue.stop()
+    gaps = [later - earlier for earlier, later in itertools.pairwise(attempts)]
+    # Exponential: base, 2 x base, 4 x base (timers never fire early).
+    assert gaps[0] >= 0.05
+    assert gaps[1] >= 0.10
+    assert gaps[2] >= 0.20
 
 
 async def test_crash_is_retried() -> None:
