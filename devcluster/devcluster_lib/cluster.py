@@ -429,6 +429,9 @@ class Cluster:
             f"kubeconfig: {self.kubeconfig}",
             f"versions:   {data.get('version_key')}",
         ]
+        if data.get("real_node"):
+            lines.append(f"real node:  {config.NODE_VERSION_KEY}")
+        lines.append(f"logs:       {self.logs}/<component>.log")
         all_alive = True
         for proc in self._procs(data):
             alive = process.is_alive(proc)
