@@ -293,8 +293,9 @@ def _leftovers() -> list[str]:
     return found
 
 
+@pytest.mark.last
 def test_down_leaves_nothing_of_the_node_behind_and_up_brings_it_back(kubectl: Kubectl) -> None:
-    """Runs last in this module: the main cluster goes down and comes back up (warm)."""
+    """Runs after every other test: the main cluster goes down and comes back up (warm)."""
     state = Path(kubectl.kubeconfig).parent
     recorded = json.loads((state / "node" / "node.json").read_text())["sysctls"]
     assert _leftovers(), "the node is up, so it must hold processes, a bridge and rules"
