@@ -252,6 +252,8 @@ class Cluster:
                 f"--tls-private-key-file={pki.apiserver_key}",
                 f"--client-ca-file={pki.ca_cert}",
                 "--authorization-mode=Node,RBAC",
+                # Kubelets may only change their own Node and their pods (the real node).
+                "--enable-admission-plugins=NodeRestriction",
                 f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
                 f"--service-account-key-file={pki.sa_pub}",
                 f"--service-account-signing-key-file={pki.sa_key}",

@@ -246,6 +246,27 @@ def test_kubectl_top_reports_pod_metrics(kubectl: Kubectl, ns: str) -> None:
     assert re.match(r"measured\s+\d+m\s+\d+Mi", line), line
 
 
+def test_the_kubelet_may_change_only_its_own_node(kubectl: Kubectl, ns: str) -> None:
+    """Its own client certificate puts it under the Node authorizer and NodeRestriction."""
+    state = Path(kubectl.kubeconfig).parent
+    as_kubelet = Kubectl(kubectl.binary, str(state / "node" / "kubelet.kubeconfig"))
+    whoami = as_kubelet("auth", "whoami", "-o", "json").stdout
+    assert "system:node:devcluster-node" in whoami
+    other = as_kubelet("label", "node", "kwok-node-0", "stolen=yes", check=False)
+    assert other.returncode != 0
+    assert "forbidden" in other.stderr.lower(), other.stderr
+    # NodeRestriction: not even on its own Node may it set restricted labels.
+    own = as_kubelet(
+        "label", "node", NODE, "node-restriction.kubernetes.io/elevated=yes", check=False
+    )
+    assert own.returncode != 0
+    assert "forbidden" in own.stderr.lower(), own.stderr
+    kubectl("create", "secret", "generic", "-n", ns, "private", "--from-literal=k=v")
+    read = as_kubelet("get", "secret", "-n", ns, "private", check=False)
+    assert read.returncode != 0
+    assert "forbidden" in read.stderr.lower(), read.stderr
+
+
 def test_a_second_cluster_is_told_the_real_node_is_taken(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASOCIAL_DEVCLUSTER_")}
     env["ASOCIAL_DEVCLUSTER_DIR"] = str(tmp_path / "second")
