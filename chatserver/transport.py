@@ -105,6 +105,15 @@ class Flag:
             await waiter
 
 
+def _http_refusal(status: int, phrase: str) -> bytes:
+    """A complete ``Connection: close`` plain-text HTTP response refusing a request."""
+    body = f"{phrase}\n".encode()
+    return (
+        f"HTTP/1.1 {status} {phrase}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode() + body
+
+
 def _refusal(exc: BaseException) -> bytes:
     """The answer to an upgrade request websockets could not parse: 431 when a line
     was too long or there were too many headers, else 400."""
@@ -113,12 +122,9 @@ def _refusal(exc: BaseException) -> bytes:
         causes.append(str(exc).lower())
         exc = exc.__cause__  # type: ignore[assignment]
     too_large = any("too long" in c or "too many" in c or "no more than" in c for c in causes)
-    status, phrase = (431, "Request Header Fields Too Large") if too_large else (400, "Bad Request")
-    body = f"{phrase}\n".encode()
-    return (
-        f"HTTP/1.1 {status} {phrase}\r\ncontent-type: text/plain; charset=utf-8\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-    ).encode() + body
+    if too_large:
+        return _http_refusal(431, "Request Header Fields Too Large")
+    return _http_refusal(400, "Bad Request")
 
 
 class PreparedFrameProtocol(WebSocketsSansIOProtocol):
@@ -319,12 +325,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         )
         if self.on_refused is not None:
             self.on_refused(reason)
-        body = f"{phrase}\n".encode()
-        head = (
-            f"HTTP/1.1 {status} {phrase}\r\ncontent-type: text/plain; charset=utf-8\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-        ).encode()
-        self.transport.write(head + body)
+        self.transport.write(_http_refusal(status, phrase))
         self.transport.close()
 
 

@@ -448,7 +448,7 @@ state = '{base / "state"}'
         others = [p for p in procs if p.name != "kubelet"]
         # The kubelet first, so it does not restart what we stop next.
         problems += process.stop([p for p in kubelet if process.is_alive(p)])
-        problems += self._stop_containers()
+        self._stop_containers()
         problems += process.stop([p for p in others if p.name != "containerd"
                                   and process.is_alive(p)])  # fmt: skip
         if shutil.which("iptables") and (self.bin / "kube-proxy").exists():
@@ -468,30 +468,24 @@ state = '{base / "state"}'
         self._release()
         return problems
 
-    def _stop_containers(self) -> list[str]:
-        """Kill every container and shim of our containerd (by PID, from its state)."""
-        state = self.dir / "containerd" / "state"
+    def _stop_containers(self) -> None:
+        """Stop and remove every pod sandbox through CRI, then kill by PID (read from our
+        containerd's state) any container or shim still there."""
+        state = self.dir / "containerd" / "state" / "io.containerd.runtime.v2.task"
         pids: list[int] = []
-        for pidfile in state.glob("io.containerd.runtime.v2.task/*/*/init.pid"):
-            with contextlib.suppress(OSError, ValueError):
-                pids.append(int(pidfile.read_text().strip()))
-        for pidfile in state.glob("io.containerd.runtime.v2.task/*/*/shim.pid"):
+        for pidfile in [*state.glob("*/*/init.pid"), *state.glob("*/*/shim.pid")]:
             with contextlib.suppress(OSError, ValueError):
                 pids.append(int(pidfile.read_text().strip()))
         crictl = self.bin / "crictl"
         if self.sock.exists() and crictl.exists():
-            endpoint = f"unix://{self.sock}"
-            for argv in (["stopp"], ["rmp", "-a", "-f"]):
-                ids = _run(str(crictl), "-r", endpoint, "pods", "-q", check=False).stdout.split()
-                if ids and argv == ["stopp"]:
-                    _run(str(crictl), "-r", endpoint, "--timeout", "20s", *argv, *ids,
-                         check=False)  # fmt: skip
-                elif argv != ["stopp"]:
-                    _run(str(crictl), "-r", endpoint, *argv, check=False)
+            cri = [str(crictl), "-r", f"unix://{self.sock}"]
+            pods = _run(*cri, "pods", "-q", check=False).stdout.split()
+            if pods:
+                _run(*cri, "--timeout", "20s", "stopp", *pods, check=False)
+            _run(*cri, "rmp", "-a", "-f", check=False)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, 9)
-        return []
 
     def _unmount_all(self) -> None:
         prefixes = (str(self.dir) + "/", "/run/containerd/", "/run/netns/cni-")
