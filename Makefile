@@ -15,27 +15,24 @@ PYTHON := $(VENV)/bin/python
 LOWEST_TESTS ?= tests/chatserver tests/operator
 HOST ?= 127.0.0.1
 PORT ?= 8080
-APT_PACKAGES := redis-server chromium openssl iptables iproute2 mmdebstrap umoci libseccomp-dev gcc
+APT_PACKAGES := redis-server chromium openssl iptables iproute2 mmdebstrap umoci libseccomp-dev gcc \
+  buildah socat
 STAMP := .make/installed
 
-.PHONY: demo test test-lowest lock install firebase-tools system-deps lint typecheck layers unit devcluster-up devcluster-down chat bench clean
+.PHONY: demo test images requirements test-lowest lock install firebase-tools system-deps lint typecheck layers unit devcluster-up devcluster-down chat bench clean
 
-## demo: devcluster + operator + a minimal AsocialInstance until Ready, then the canvas
-## at http://$(HOST):$(PORT)/ served by a local chat server (Ctrl-C stops it)
+## demo: the devcluster with its real node, the images built here, the operator installed
+## in-cluster (kubectl apply -k deploy/devcluster/), examples/devcluster.yaml Ready on real
+## pods, then the canvas at http://$(HOST):$(PORT)/ served by those pods (Ctrl-C stops it)
 demo: install
-	PYTHON=$(PYTHON) examples/demo.sh
-	@echo
-	@echo "==> the canvas: http://$(HOST):$(PORT)/  (open it twice, click anywhere, type)"
-	@echo "    Ctrl-C stops the chat server; 'examples/demo.sh stop' the operator;"
-	@echo "    'devcluster/devcluster down' the cluster."
-	$(PYTHON) -m chatserver.cli --host $(HOST) --port $(PORT)
+	HOST=$(HOST) PORT=$(PORT) examples/demo.sh
 
 ## chat: only the chat server, on the in-memory broker
 chat: install
 	$(PYTHON) -m chatserver.cli --host $(HOST) --port $(PORT)
 
 ## test: install everything the suite needs, then lint, type-check and run every test
-test: install firebase-tools lint typecheck layers test-lowest devcluster-up
+test: install firebase-tools lint typecheck layers test-lowest devcluster-up images
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 install: system-deps $(STAMP)
@@ -51,17 +48,31 @@ $(UV):
 
 ## .venv from the committed lock file, exactly (fails if uv.lock is stale: run `make lock`)
 $(STAMP): pyproject.toml uv.lock | $(UV)
-	$(UV) sync --locked --python $(BASE_PYTHON) --extra test --extra dev
+	$(UV) sync --locked --python $(BASE_PYTHON) --extra server --extra operator --extra test --extra dev
 	@mkdir -p $(dir $@) && touch $@
 
-## lock: re-resolve uv.lock after changing a dependency range in pyproject.toml
+## lock: re-resolve uv.lock after changing a dependency range in pyproject.toml, and
+## export each image's locked requirements from it
 lock: | $(UV)
 	$(UV) lock --python $(BASE_PYTHON)
+	$(MAKE) requirements
+
+## requirements: each image's pinned, hashed requirements, exported from uv.lock
+IMAGE_REQUIREMENTS := deploy/images/requirements-server.txt deploy/images/requirements-operator.txt
+requirements: | $(UV)
+	for extra in server operator; do \
+	  $(UV) export --quiet --frozen --no-header --no-dev --extra $$extra --no-emit-project \
+	    --format requirements-txt -o deploy/images/requirements-$$extra.txt; done
+
+## images: asocial-chat and asocial-operator from the Dockerfiles (buildah, on Debian-built
+## bases; cached by content), imported into the devcluster's node when it runs
+images: system-deps
+	devcluster/devcluster images
 
 ## test-lowest: the lowest versions every range allows, and the unit suite on them
 test-lowest: system-deps | $(UV)
 	$(UV) venv --quiet --allow-existing --python $(BASE_PYTHON) $(LOWEST_VENV)
-	VIRTUAL_ENV=$(LOWEST_VENV) $(UV) pip install --quiet --resolution lowest-direct -e '.[test]'
+	VIRTUAL_ENV=$(LOWEST_VENV) $(UV) pip install --quiet --resolution lowest-direct -e '.[server,operator,test]'
 	VIRTUAL_ENV=$(LOWEST_VENV) $(LOWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider \
 	  -m "not devcluster and not browser" $(LOWEST_TESTS)
 
@@ -76,7 +87,11 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-lint:
+lint: | $(UV)
+	@for extra in server operator; do \
+	  $(UV) export --quiet --frozen --no-header --no-dev --extra $$extra --no-emit-project \
+	    --format requirements-txt | diff -q - deploy/images/requirements-$$extra.txt >/dev/null \
+	  || { echo "deploy/images/requirements-$$extra.txt is stale: run 'make requirements'"; exit 1; }; done
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check chatserver asocial_operator tests benchmarks
 

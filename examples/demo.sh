@@ -1,91 +1,57 @@
 #!/usr/bin/env bash
-# The Asocial operator demo on the local devcluster.
+# The Asocial demo on the local devcluster, on the real stack: every part runs in
+# containers on the devcluster's real node, deployed the way a platform team would.
 #
-#   examples/demo.sh         bring the devcluster up, install the CRD and RBAC, (re)start the
-#                            operator in the background, apply examples/minimal.yaml, wait
-#                            until it is Ready and show what was created
-#   examples/demo.sh stop    stop the operator this script started (the cluster keeps running;
-#                            `devcluster/devcluster down` stops that)
+#   examples/demo.sh         bring the devcluster up, build and import the images,
+#                            `kubectl apply -k deploy/devcluster/` (CRD, RBAC, the operator:
+#                            two replicas, one leader), apply examples/devcluster.yaml, wait
+#                            until it is Ready on real pods, show them, then serve the canvas
+#                            at http://$HOST:$PORT/ through the backend Service (Ctrl-C stops
+#                            only that forwarder)
+#   examples/demo.sh stop    delete the demo instance (its namespace); the operator and the
+#                            cluster keep running (`devcluster/devcluster down` stops all)
 #
-# Safe to run again: everything is applied idempotently and a running demo operator is
-# replaced. The operator's log and PID live next to the devcluster's state
-# (see ASOCIAL_DEVCLUSTER_DIR); it is stopped if this script fails or is interrupted.
+# Safe to run again: everything is applied idempotently and converges.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-PYTHON="${PYTHON:-python3}"
 NAMESPACE="${ASOCIAL_DEMO_NAMESPACE:-asocial-demo}"
 INSTANCE=chat
-TIMEOUT="${ASOCIAL_DEMO_TIMEOUT:-180}"
+TIMEOUT="${ASOCIAL_DEMO_TIMEOUT:-300}"
+HOST="${HOST:-127.0.0.1}"
+PORT="${PORT:-8080}"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-
-stop_operator() {
-  # The PID file, plus any demo operator started against the same kubeconfig path: a
-  # `devcluster down` removes the state dir, PID file included, but not the operator.
-  local pidfile="$1" kubeconfig="$2" pids pid
-  pids="$(cat "$pidfile" 2>/dev/null || true) $(pgrep -f -- "-m asocial_operator --kubeconfig $kubeconfig " || true)"
-  for pid in $pids; do
-    # Only signal our operator: the PID must still run asocial_operator.
-    if kill -0 "$pid" 2>/dev/null \
-        && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'asocial_operator'; then
-      say "stopping the previous demo operator (pid $pid)"
-      kill "$pid"
-      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-      kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-    fi
-  done
-  rm -f "$pidfile"
-}
+kubectl() { devcluster/devcluster kubectl "$@"; }
 
 if [[ "${1:-}" == "stop" ]]; then
-  KUBECONFIG_PATH="$(devcluster/devcluster kubeconfig)"
-  stop_operator "$(dirname "$KUBECONFIG_PATH")/asocial-operator.pid" "$KUBECONFIG_PATH"
+  say "deleting the demo namespace $NAMESPACE (the instance and everything it owns)"
+  kubectl delete namespace "$NAMESPACE" --ignore-not-found --wait=false
   exit 0
 fi
 
-say "starting the devcluster (the first build takes a while)"
-KUBECONFIG="$(devcluster/devcluster up | tail -n 1)"
-export KUBECONFIG
-STATE="$(dirname "$KUBECONFIG")"
-PIDFILE="$STATE/asocial-operator.pid"
-LOG="$STATE/asocial-operator.log"
-KUBECTL_BIN="$(devcluster/devcluster bin-dir)/kubectl"
-kubectl() { "$KUBECTL_BIN" --kubeconfig "$KUBECONFIG" "$@"; }
+say "starting the devcluster with its real node (the first build takes a while)"
+devcluster/devcluster up >/dev/null
 
-say "installing the AsocialInstance CRD and the operator's RBAC"
-kubectl apply --server-side --force-conflicts -f crds/asocialinstances.yaml >/dev/null
+say "building asocial-chat and asocial-operator (make images; cached by content)"
+devcluster/devcluster images >/dev/null
+
+say "installing the operator: kubectl apply -k deploy/devcluster/"
+kubectl apply --server-side --force-conflicts -k deploy/devcluster/ >/dev/null
 kubectl wait --for=condition=Established --timeout=60s crd/asocialinstances.asocial.io >/dev/null
-for f in namespace serviceaccount rbac bindings; do
-  kubectl apply --server-side --force-conflicts -f "deploy/base/$f.yaml" >/dev/null
-done
+# A new image under the same tag: roll the pods onto it.
+if [[ "$(kubectl get deploy asocial-operator -n asocial-system \
+      -o jsonpath='{.metadata.generation}')" != 1 ]]; then
+  kubectl rollout restart deploy/asocial-operator -n asocial-system >/dev/null
+fi
+kubectl rollout status deploy/asocial-operator -n asocial-system --timeout=180s >&2
 
-stop_operator "$PIDFILE" "$KUBECONFIG"
-LIVENESS_PORT="$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-METRICS_PORT="$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-say "starting the operator (log: $LOG)"
-PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" nohup "$PYTHON" -m asocial_operator \
-  --kubeconfig "$KUBECONFIG" --all-namespaces \
-  --liveness "http://127.0.0.1:$LIVENESS_PORT/healthz" --metrics-port "$METRICS_PORT" \
-  --log-format json >>"$LOG" 2>&1 &
-echo $! >"$PIDFILE"
-trap 'status=$?; if [[ $status -ne 0 ]]; then say "demo failed; stopping the operator"; stop_operator "$PIDFILE" "$KUBECONFIG"; fi' EXIT
-trap 'exit 130' INT TERM
-
-for _ in $(seq 150); do
-  if "$PYTHON" -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$LIVENESS_PORT/healthz', timeout=1)" 2>/dev/null; then
-    break
-  fi
-  kill -0 "$(cat "$PIDFILE")" 2>/dev/null || { tail -n 30 "$LOG" >&2; exit 1; }
-  sleep 0.2
-done
-
-say "applying examples/minimal.yaml in namespace $NAMESPACE"
+say "applying examples/devcluster.yaml in namespace $NAMESPACE"
 kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-kubectl apply --server-side -n "$NAMESPACE" -f examples/minimal.yaml
+kubectl apply --server-side -n "$NAMESPACE" -f examples/devcluster.yaml >/dev/null
 
-say "waiting until $INSTANCE is Ready (timeout ${TIMEOUT}s)"
+say "waiting until $INSTANCE is Ready on real pods (timeout ${TIMEOUT}s)"
 last=""
 deadline=$((SECONDS + TIMEOUT))
 while :; do
@@ -97,21 +63,35 @@ while :; do
   fi
   [[ "$line" == Ready* ]] && break
   if ((SECONDS > deadline)); then
-    say "not Ready after ${TIMEOUT}s; operator log tail:"
-    tail -n 30 "$LOG" >&2
+    say "not Ready after ${TIMEOUT}s; pods and the operator's log:"
+    kubectl get pods -n "$NAMESPACE" -o wide >&2 || true
+    kubectl logs -n asocial-system deploy/asocial-operator --tail=30 >&2 || true
     exit 1
   fi
   sleep 0.5
 done
 
+echo
 say "kubectl get asocialinstances -n $NAMESPACE"
 kubectl get asocialinstances -n "$NAMESPACE"
+echo
+say "pods (real containers on devcluster-node)"
+kubectl get pods -n "$NAMESPACE" -o wide
+kubectl get pods -n asocial-system -o wide
 echo
 say "children (label app.kubernetes.io/instance=$INSTANCE)"
 kubectl get deploy,sts,svc,hpa,pdb,netpol,ing,cm,secret,sa -n "$NAMESPACE" \
   -l "app.kubernetes.io/instance=$INSTANCE"
+
+SERVICE_IP="$(kubectl get svc "$INSTANCE-backend" -n "$NAMESPACE" -o jsonpath='{.spec.clusterIP}')"
 echo
-say "the operator keeps running (pid $(cat "$PIDFILE"), metrics http://127.0.0.1:$METRICS_PORT/metrics)"
-echo "    stop it:           examples/demo.sh stop" >&2
-echo "    stop the cluster:  devcluster/devcluster down" >&2
-echo "    kubectl:           devcluster/devcluster kubectl get asi -A" >&2
+say "the canvas: http://$HOST:$PORT/   (open it twice, click anywhere, type)"
+cat >&2 <<EOF
+    Each browser connection goes through the Service $INSTANCE-backend ($SERVICE_IP:8080),
+    so two windows usually land on different backend pods and chat through Redis.
+    Add ?channel=myroom to pick a room.
+    Ctrl-C stops this forwarder; 'examples/demo.sh stop' deletes the instance;
+    'devcluster/devcluster down' stops the cluster.
+EOF
+# Each accepted connection is a new connection to the ClusterIP, balanced by kube-proxy.
+exec socat "TCP-LISTEN:$PORT,bind=$HOST,reuseaddr,fork" "TCP:$SERVICE_IP:8080"

@@ -106,6 +106,7 @@ def build_deployment(ctx: common.Context, *, checksum: str) -> common.Manifest:
                 "terminationGracePeriodSeconds": common.TERMINATION_GRACE_SECONDS,
                 "securityContext": common.restricted_pod_security(POD_UID),
                 "topologySpreadConstraints": common.topology_spread(selector),
+                **common.pod_placement(ctx),
                 "containers": [container],
                 "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}, *volumes],
             },

@@ -115,3 +115,17 @@ def topology_spread(selector: Mapping[str, str]) -> list[Manifest]:
         }
         for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
     ]
+
+
+def pod_placement(ctx: Context) -> Manifest:
+    """The pod spec fields every pod template takes from ``spec.scheduling`` and
+    ``spec.imagePullSecrets``; empty ones are left out (the API server drops them)."""
+    s = ctx.spec
+    out: Manifest = {}
+    if s.scheduling.node_selector:
+        out["nodeSelector"] = dict(s.scheduling.node_selector)
+    if s.scheduling.tolerations:
+        out["tolerations"] = [t.as_dict() for t in s.scheduling.tolerations]
+    if s.image_pull_secrets:
+        out["imagePullSecrets"] = [{"name": n} for n in s.image_pull_secrets]
+    return out

@@ -89,6 +89,7 @@ def build_frontend(ctx: common.Context) -> list[common.Manifest]:
                     "automountServiceAccountToken": False,
                     "securityContext": common.restricted_pod_security(10001),
                     "topologySpreadConstraints": common.topology_spread(selector),
+                    **common.pod_placement(ctx),
                     "containers": [
                         {
                             "name": "frontend",

@@ -180,6 +180,7 @@ def build_statefulset(ctx: common.Context, *, checksum: str) -> common.Manifest 
                 "topologySpreadConstraints": common.topology_spread(
                     naming.selector(ctx.name, naming.REDIS)
                 ),
+                **common.pod_placement(ctx),
                 "containers": _containers(ctx),
                 "volumes": volumes,
             },

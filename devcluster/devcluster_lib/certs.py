@@ -11,6 +11,8 @@ from pathlib import Path
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 KUBERNETES_SERVICE_IP = "10.96.0.1"
+# The real node's bridge address: pods reach the host, and so the API server, there.
+NODE_IP = "10.88.0.1"
 CERT_DAYS = "3650"
 
 APISERVER_SANS = (
@@ -21,6 +23,7 @@ APISERVER_SANS = (
     "DNS:kubernetes.default.svc.cluster.local",
     "IP:127.0.0.1",
     f"IP:{KUBERNETES_SERVICE_IP}",
+    f"IP:{NODE_IP}",
 )
 
 

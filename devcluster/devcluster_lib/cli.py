@@ -42,8 +42,9 @@ def main(argv: list[str]) -> int:
     sub.add_parser("status", help="components, apiserver readiness, nodes (exit 1 if down)")
     sub.add_parser(
         "images",
-        help="build the local images (pause, redis, python) and import them into the "
-        "running node; cached by content",
+        help="build the local images (pause, redis, python; asocial-chat and "
+        "asocial-operator from the Dockerfiles) and import them into the running node; "
+        "cached by content",
     )
     sub.add_parser("kubeconfig", help="print the kubeconfig path")
     sub.add_parser("bin-dir", help="print the directory holding the built binaries")

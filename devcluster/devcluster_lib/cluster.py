@@ -191,6 +191,24 @@ class Cluster:
             time.sleep(0.2)
         raise SystemExit(f"devcluster: timed out after {timeout:.0f}s waiting for {what}: {last}")
 
+    @staticmethod
+    def _apiserver_address_flags(data: dict[str, Any]) -> list[str]:
+        """Where the API server listens and what it publishes as the ``kubernetes`` Service.
+
+        With the real node, pods (an in-cluster operator) reach the API server through
+        ``kubernetes.default`` (10.96.0.1:443), which kube-proxy sends to the node's
+        bridge address on the host: so it listens on every address and advertises that
+        one. Without it nothing runs in a pod, and it stays on loopback, which it may
+        not advertise as an endpoint.
+        """
+        if data.get("real_node"):
+            return ["--bind-address=0.0.0.0", f"--advertise-address={certs.NODE_IP}"]
+        return [
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            "--endpoint-reconciler-type=none",
+        ]
+
     def _start(self, data: dict[str, Any], bin_dir: Path, ports: dict[str, int]) -> None:
         t0 = time.monotonic()
         pki = certs.generate(self.root / "pki")
@@ -244,8 +262,7 @@ class Cluster:
             [
                 str(bin_dir / "kube-apiserver"),
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                *self._apiserver_address_flags(data),
                 f"--secure-port={ports['apiserver']}",
                 f"--cert-dir={self.root / 'pki'}",
                 f"--tls-cert-file={pki.apiserver_cert}",
@@ -270,7 +287,6 @@ class Cluster:
                 f"--proxy-client-cert-file={pki.client_cert('front-proxy-client')}",
                 f"--proxy-client-key-file={pki.client_key('front-proxy-client')}",
                 "--enable-aggregator-routing=true",
-                "--endpoint-reconciler-type=none",
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--v=1",
@@ -410,15 +426,20 @@ class Cluster:
 
     # ---------------------------------------------------------------- images
     def images(self) -> int:
-        """Build every local image (cached by content) and import it into the running
-        node, if there is one; `up` does the same."""
-        from . import images
+        """Build every local image (cached by content): the node's base images (which
+        `up` also imports) and the project's own from its Dockerfiles; import them into
+        the running node, if there is one."""
+        from . import appimages, images
 
-        for path in images.build_all():
+        if not build.is_built():
+            build.build()  # the pause image is a binary built with the node's
+        for path in [*images.build_all(), *appimages.build_all()]:
             print(path)
         data = self._load()
         if data and data.get("real_node"):
-            images.import_all(node.Node(self.root, self.pki))
+            the_node = node.Node(self.root, self.pki)
+            images.import_all(the_node)
+            appimages.import_all(the_node)
         return 0
 
     # ---------------------------------------------------------------- status

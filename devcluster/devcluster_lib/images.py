@@ -9,8 +9,11 @@ when that changes.
 | image                            | contents                                     |
 |----------------------------------|----------------------------------------------|
 | ``devcluster.local/pause:1``     | the ``pause`` binary (the pod sandbox)       |
-| ``devcluster.local/redis:7``     | Debian's redis-server and redis-tools, ``sh`` |
+| ``devcluster.local/redis:7``     | Debian's redis-server, -sentinel, -tools; ``sh`` |
 | ``devcluster.local/python:3.11`` | Debian's python3 (3.11), ``sh``              |
+| ``devcluster.local/python-build:3.11`` | the same plus ``venv`` and pip's wheel: the  |
+|                                  | stage of ``Dockerfile.*`` that installs; not |
+|                                  | imported into the node                       |
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ class Image:
     """A node binary that is the whole image (``/<binary>``), instead of packages."""
     cmd: tuple[str, ...] = ()
     user: str = ""
+    node: bool = True
+    """Imported into the node's containerd (else only a base for image builds)."""
     env: tuple[str, ...] = field(
         default=("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
     )
@@ -71,10 +76,16 @@ IMAGES = (
     Image(
         "devcluster.local/redis",
         "7",
-        packages=("redis-server", "redis-tools"),
+        packages=("redis-server", "redis-tools", "redis-sentinel"),
         cmd=("redis-server", "--protected-mode", "no"),
     ),
     Image("devcluster.local/python", "3.11", packages=("python3", "ca-certificates")),
+    Image(
+        "devcluster.local/python-build",
+        "3.11",
+        packages=("python3", "python3-venv", "ca-certificates"),
+        node=False,
+    ),
 )
 
 
@@ -176,7 +187,7 @@ def import_all(node: Node) -> None:
         [*ctr, "images", "list", "--quiet"], check=True, capture_output=True, text=True
     ).stdout.split()
     for image in IMAGES:
-        if image.ref in present:
+        if not image.node or image.ref in present:
             continue
         path = build(image)
         subprocess.run(

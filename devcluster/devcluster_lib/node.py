@@ -33,7 +33,7 @@ from .api import ApiClient
 NODE_NAME = "devcluster-node"
 BRIDGE = "asocial0"
 NODE_CIDR = "10.88.0.0/24"
-NODE_IP = "10.88.0.1"
+NODE_IP = certs.NODE_IP
 DNS_SERVICE_IP = "10.96.0.10"
 CLUSTER_DOMAIN = "cluster.local"
 TAINT_KEY = "devcluster.asocial.io/real-node"

@@ -383,3 +383,29 @@ def test_firebase_credentials_are_mounted_not_copied() -> None:
     assert cm["data"]["ASOCIAL_FIREBASE_CREDENTIALS_FILE"] == (
         "/var/run/secrets/asocial/firebase/service-account.json"
     )
+
+
+def test_every_pod_template_takes_the_scheduling_and_pull_secrets() -> None:
+    raw: dict[str, Any] = {
+        "redis": {"replicas": 3},
+        "frontend": {"image": "web:1"},
+        "scheduling": {
+            "nodeSelector": {"pool": "chat"},
+            "tolerations": [{"key": "pool", "operator": "Exists", "effect": "NoSchedule"}],
+        },
+        "imagePullSecrets": [{"name": "regcred"}],
+    }
+    templates = [
+        c["spec"]["template"]["spec"]
+        for c in build(raw)
+        if c["kind"] in ("Deployment", "StatefulSet")
+    ]
+    assert len(templates) == 3  # backend, frontend, Redis
+    for pod in templates:
+        assert pod["nodeSelector"] == {"pool": "chat"}
+        assert pod["tolerations"] == [{"key": "pool", "operator": "Exists", "effect": "NoSchedule"}]
+        assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    plain = [c for c in build({}) if c["kind"] in ("Deployment", "StatefulSet")]
+    for child in plain:
+        pod = child["spec"]["template"]["spec"]
+        assert not {"nodeSelector", "tolerations", "imagePullSecrets"} & pod.keys()

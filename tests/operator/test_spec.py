@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -106,4 +107,50 @@ def test_external_sentinel() -> None:
 )
 def test_errors_name_the_field(raw: dict[str, Any], fragment: str) -> None:
     with pytest.raises(specs.SpecError, match=fragment):
+        specs.parse(raw)
+
+
+def test_scheduling_and_pull_secrets() -> None:
+    s = specs.parse(
+        {
+            "scheduling": {
+                "nodeSelector": {"disk": "ssd"},
+                "tolerations": [
+                    {
+                        "key": "dedicated",
+                        "operator": "Equal",
+                        "value": "chat",
+                        "effect": "NoSchedule",
+                    },
+                    {"operator": "Exists"},
+                ],
+            },
+            "imagePullSecrets": [{"name": "regcred"}],
+        }
+    )
+    assert s.scheduling.node_selector == {"disk": "ssd"}
+    assert [t.as_dict() for t in s.scheduling.tolerations] == [
+        {"key": "dedicated", "operator": "Equal", "value": "chat", "effect": "NoSchedule"},
+        {"operator": "Exists"},
+    ]
+    assert s.image_pull_secrets == ("regcred",)
+    assert specs.parse({}).scheduling == specs.Scheduling()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"scheduling": {"tolerations": [{"key": "a", "operator": "In"}]}}, "must be Exists or"),
+        ({"scheduling": {"tolerations": [{"key": "a", "effect": "Never"}]}}, ".effect must be"),
+        (
+            {"scheduling": {"tolerations": [{"key": "a", "operator": "Exists", "value": "b"}]}},
+            "operator Exists must not set value",
+        ),
+        ({"scheduling": {"tolerations": [{"value": "b"}]}}, "without a key must use operator"),
+        ({"scheduling": {"tolerations": "x"}}, "spec.scheduling.tolerations must be a list"),
+        ({"imagePullSecrets": [{}]}, "spec.imagePullSecrets[0].name is required"),
+    ],
+)
+def test_scheduling_errors_name_the_field(raw: dict[str, Any], message: str) -> None:
+    with pytest.raises(specs.SpecError, match=re.escape(message)):
         specs.parse(raw)

@@ -47,6 +47,21 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "extraEnv must not set ASOCIAL_REDIS_*",
     ),
     (
+        "toleration-exists-with-value",
+        {"scheduling": {"tolerations": [{"key": "a", "operator": "Exists", "value": "b"}]}},
+        "a toleration with operator Exists must not set value",
+    ),
+    (
+        "toleration-without-key",
+        {"scheduling": {"tolerations": [{"value": "b"}]}},
+        "a toleration without a key must use operator Exists",
+    ),
+    (
+        "pull-secret-without-name",
+        {"imagePullSecrets": [{}]},
+        "spec.imagePullSecrets[0].name: Required value",
+    ),
+    (
         "jwt-without-key",
         {"auth": {"mode": "jwt", "jwt": {"issuer": "me"}}},
         "auth.mode jwt needs one of",

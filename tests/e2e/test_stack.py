@@ -1,0 +1,133 @@
+"""A platform team's path, for real: the operator in-cluster (two replicas, one leader),
+an instance Ready only when its real pods are, and users on different backend pods
+chatting through the deployed Redis."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from tests.chatserver.client import client, joined
+from tests.e2e.conftest import (
+    OPERATOR_NS,
+    Report,
+    Stack,
+    get_json,
+    http_get,
+    is_ready,
+    wait_for,
+)
+from tests.fixtures.devcluster import Kubectl
+
+pytestmark = [pytest.mark.devcluster, pytest.mark.e2e]
+
+
+def ws(base: str, query: str) -> str:
+    return base.replace("http://", "ws://") + "/api/chat?" + query
+
+
+def chat(mid: str, text: str) -> dict[str, object]:
+    return {"type": "chat", "message_id": mid, "payload": text, "position": {"x": 10, "y": 20}}
+
+
+def redis_command(host: str, password: str, *command: str) -> bytes:
+    """One RESP exchange with a real Redis over TCP: AUTH, then ``command``."""
+
+    def encode(*args: str) -> bytes:
+        out = f"*{len(args)}\r\n".encode()
+        for arg in args:
+            out += f"${len(arg.encode())}\r\n{arg}\r\n".encode()
+        return out
+
+    with socket.create_connection((host, 6379), timeout=5) as sock:
+        sock.sendall(encode("AUTH", password) + encode(*command))
+        time.sleep(0.2)
+        return sock.recv(4096)
+
+
+def test_the_operator_runs_in_cluster_with_one_leader(
+    kubectl: Kubectl, operator_installed: None
+) -> None:
+    pods = get_json(
+        kubectl, "pods", "-n", OPERATOR_NS, "-l", "app.kubernetes.io/name=asocial-operator"
+    )["items"]
+    running = [p for p in pods if is_ready(p) and not p["metadata"].get("deletionTimestamp")]
+    assert len(running) == 2, [p["metadata"]["name"] for p in pods]
+    for pod in running:
+        assert pod["spec"]["nodeName"] == "devcluster-node"
+        assert pod["spec"]["serviceAccountName"] == "asocial-operator"
+        container = pod["status"]["containerStatuses"][0]
+        assert container["image"].endswith("asocial-operator:0.1.0"), container["image"]
+    names = {p["metadata"]["name"] for p in running}
+    lease = wait_for(
+        lambda: get_json(kubectl, "lease", "asocial-operator", "-n", OPERATOR_NS)["spec"].get(
+            "holderIdentity"
+        ),
+        "a leader",
+    )
+    assert any(lease.startswith(name) or name in lease for name in names), (lease, names)
+
+    # Liveness and metrics through the operator's Service, from outside the pods.
+    svc = get_json(kubectl, "svc", "asocial-operator", "-n", OPERATOR_NS)["spec"]["clusterIP"]
+    status, body = http_get(f"http://{svc}:8080/healthz")
+    assert status == 200, body
+    status, metrics = http_get(f"http://{svc}:9090/metrics")
+    assert status == 200
+    assert "# TYPE asocial_operator_reconciles_total counter" in metrics, metrics[:500]
+
+
+async def test_an_instance_is_ready_on_real_pods_and_users_chat_across_them(
+    stack_factory: Callable[[str], Stack], report: Report
+) -> None:
+    stack = stack_factory("chat")
+    started = time.monotonic()
+    stack.apply()
+    # Ready only once the real pods are: every backend pod answers /ready itself.
+    stack.wait_ready(timeout=300)
+    report.record("apply_to_ready_seconds", round(time.monotonic() - started, 1))
+    status = stack.status()
+    assert status["backend"]["ready"] == "3/3", status
+    assert status["redis"]["ready"] == "1/1", status
+    urls = stack.backend_urls()
+    assert len(urls) == 3
+    for url in urls:
+        code, body = http_get(url + "/ready")
+        assert code == 200, body
+        assert json.loads(body)["checks"]["redis"] == "ok"
+    table = stack.kubectl("get", "asi", "-n", stack.namespace).stdout
+    assert "Ready" in table, table
+    assert "3/3" in table, table
+
+    # Redis answers with the generated password, and refuses a wrong one.
+    password = stack.secret_value("chat-redis-auth", "redis-password")
+    redis_pod = stack.pods("redis")[0]
+    assert redis_pod["spec"]["nodeName"] == "devcluster-node"
+    redis_ip = redis_pod["status"]["podIP"]
+    assert redis_command(redis_ip, password, "PING").endswith(b"+PONG\r\n")
+    assert b"WRONGPASS" in redis_command(redis_ip, "not-" + password, "PING")
+
+    # Users on two different pods: keystrokes, presence, late-joiner replay.
+    a, b, c = urls
+    room = "e2e-" + uuid.uuid4().hex[:6]
+    async with joined(ws(a, f"uid=ann&username=Ann&channel={room}")) as ann:
+        async with client(ws(b, f"uid=bob&username=Bob&channel={room}")) as bob:
+            sync = await bob.recv_type("user_sync")
+            assert {u["user_id"] for u in sync["users"]} == {"ann", "bob"}
+            await ann.recv_type("user_joined", user_id="bob")
+            for text in ("h", "hi", "hi b", "hi bo", "hi bob"):
+                await ann.send(chat("m1", text))
+                got = await bob.recv_type("chat", message_id="m1")
+                assert (got["payload"], got["user_id"]) == (text, "ann")
+            await bob.send(chat("m2", "hey ann"))
+            assert (await ann.recv_type("chat", message_id="m2"))["payload"] == "hey ann"
+            # A late joiner on the third pod sees what is still on screen.
+            async with client(ws(c, f"uid=cat&channel={room}")) as cat:
+                replayed = [f for f in await cat.drain(1.0) if f["type"] == "chat"]
+                latest = {f["message_id"]: f["payload"] for f in replayed}
+                assert latest == {"m1": "hi bob", "m2": "hey ann"}, replayed
+        await ann.recv_type("user_left", user_id="bob")
