@@ -216,3 +216,32 @@ async def test_status_shows_reconnecting_and_recovers(
         await expect(page.locator(f'#presence [data-user-id="{uid}"]')).to_be_visible()
     finally:
         await asyncio.to_thread(server.stop)
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[ChatProcess]:
+    server = ChatProcess(tmp_path, SERVER_ENV, "restart")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_text_typed_across_a_server_restart_reaches_the_other_user(
+    browser: pw_api.Browser, own_server: ChatProcess
+) -> None:
+    """The server drains (1001) and comes back; what A typed before and during the gap
+    reaches B although A typed nothing after it: the page resends its own messages still
+    on screen as soon as it reconnects."""
+    base = own_server.http("").rstrip("/")
+    page_a, _, page_b, _ = await _two_users(browser, base)
+    await page_a.mouse.click(500, 300)
+    await page_a.keyboard.type("before")
+    await expect(page_b.locator(".msg")).to_have_text("before")
+    await asyncio.to_thread(own_server.stop)  # SIGTERM: both pages get 1001
+    await expect(page_a.locator("#status")).not_to_have_text("connected")
+    await page_a.keyboard.type(" during")  # typed while no server is there
+    await asyncio.to_thread(own_server.start)
+    for page in (page_a, page_b):
+        await expect(page.locator("#status")).to_have_text("connected", timeout=15_000)
+    await expect(page_b.locator(".msg")).to_have_text("before during")
