@@ -166,7 +166,7 @@ def build_hpa(ctx: common.Context) -> common.Manifest | None:
             ],
             "behavior": {
                 "scaleDown": {
-                    "stabilizationWindowSeconds": 300,
+                    "stabilizationWindowSeconds": a.scale_down_stabilization_seconds,
                     "policies": [{"type": "Percent", "value": 50, "periodSeconds": 60}],
                 },
                 "scaleUp": {

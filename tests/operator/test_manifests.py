@@ -235,7 +235,7 @@ def test_deployment_shape() -> None:
     assert chat["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
     assert chat["lifecycle"]["preStop"] == {"exec": {"command": ["sleep", "5"]}}
     assert chat["resources"] == {
-        "requests": {"cpu": "100m", "memory": "64Mi"},
+        "requests": {"cpu": "100m", "memory": "128Mi"},
         "limits": {"cpu": "1", "memory": "256Mi"},
     }
     assert chat["env"] == [
@@ -409,3 +409,14 @@ def test_every_pod_template_takes_the_scheduling_and_pull_secrets() -> None:
     for child in plain:
         pod = child["spec"]["template"]["spec"]
         assert not {"nodeSelector", "tolerations", "imagePullSecrets"} & pod.keys()
+
+
+def test_hpa_scale_down_window_follows_the_spec() -> None:
+    hpa = by_kind(
+        build({"autoscaling": {"scaleDownStabilizationSeconds": 20}}),
+        "HorizontalPodAutoscaler",
+        "chat-backend",
+    )
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 20
+    default = by_kind(build({}), "HorizontalPodAutoscaler", "chat-backend")
+    assert default["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300

@@ -18,7 +18,7 @@ def test_defaults() -> None:
     assert s.backend.rate_limit_per_minute == 100
     assert s.backend.message_fade_seconds == 5
     assert s.backend.resources.as_dict() == {
-        "requests": {"cpu": "100m", "memory": "64Mi"},
+        "requests": {"cpu": "100m", "memory": "128Mi"},
         "limits": {"cpu": "1", "memory": "256Mi"},
     }
     assert (s.autoscaling.enabled, s.autoscaling.min_replicas, s.autoscaling.max_replicas) == (
