@@ -362,6 +362,14 @@ class Cluster:
         )
 
         objects = manifests.bootstrap(self.root / "volumes")
+        # The pool's directories exist before any pod mounts them, writable by every uid:
+        # hostPath volumes ignore fsGroup, and pods here run as non-root users (Redis as
+        # 999 cannot save its data into a root-owned directory, so it cannot shut down).
+        for _, obj in objects:
+            if obj.get("kind") == "PersistentVolume":
+                volume = Path(obj["spec"]["hostPath"]["path"])
+                volume.mkdir(parents=True, exist_ok=True)
+                volume.chmod(0o777)
         (self.root / "bootstrap.json").write_text(json.dumps([o for _, o in objects], indent=1))
         try:
             api.create_all(objects)

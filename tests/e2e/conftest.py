@@ -56,11 +56,14 @@ def wait_for(check: Callable[[], T | None], what: str, timeout: float = 120.0) -
 
 
 def http_get(url: str, timeout: float = 3.0) -> tuple[int, str]:
+    """Status and body; status 0 when there was no HTTP answer (refused, timed out)."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+    except OSError as exc:
+        return 0, repr(exc)
 
 
 @dataclass

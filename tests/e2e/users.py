@@ -44,7 +44,9 @@ class Connection:
     conn: ClientConnection | None = None
     opened: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def run(self, on_frame: Callable[[dict[str, Any]], None], on_open: Callable[[], Any]) -> None:
+    async def run(
+        self, on_frame: Callable[[dict[str, Any]], None], on_open: Callable[[], Any]
+    ) -> None:
         while True:
             try:
                 async with connect(self.url(self.query), open_timeout=5) as conn:
@@ -191,7 +193,12 @@ class Numbered:
         while True:
             await self.connection.opened.wait()
             n += 1
-            frame = {"type": "chat", "message_id": f"n{n}", "payload": str(n), "position": position()}
+            frame = {
+                "type": "chat",
+                "message_id": f"n{n}",
+                "payload": str(n),
+                "position": position(),
+            }
             if await self.connection.send(frame):
                 self.sent.append(n)
             await asyncio.sleep(1 / self.rate)

@@ -1,0 +1,293 @@
+"""Faults on real pods, each with its recovery time measured: the Redis pod deleted (with
+and without Sentinel, with persistence), a backend pod deleted under typing users, and the
+leading operator pod killed while a change is being made."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from tests.e2e.conftest import OPERATOR_NS, Report, Stack, get_json, http_get, wait_for
+from tests.e2e.users import Numbered, Typist, Watcher
+
+pytestmark = [pytest.mark.devcluster, pytest.mark.e2e]
+
+
+def resp(*args: str) -> bytes:
+    out = f"*{len(args)}\r\n".encode()
+    for arg in args:
+        out += f"${len(arg.encode())}\r\n{arg}\r\n".encode()
+    return out
+
+
+def redis_call(host: str, port: int, *commands: tuple[str, ...]) -> bytes:
+    """Send RESP commands to a real Redis or Sentinel; return everything it answered."""
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(b"".join(resp(*c) for c in commands))
+        time.sleep(0.3)
+        return sock.recv(65536)
+
+
+def room() -> str:
+    return "e2e-" + uuid.uuid4().hex[:8]
+
+
+def ws_to(base: str) -> Callable[[str], str]:
+    return lambda query: base.replace("http://", "ws://") + "/api/chat?" + query
+
+
+def largest_gap(times: list[float]) -> float:
+    times = sorted(times)
+    return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+
+async def poll_ready_endpoints(urls: list[str], until: Callable[[], bool]) -> dict[str, float]:
+    """Seconds each backend's /ready answered 503 while ``until()`` is false."""
+    unready: dict[str, float] = dict.fromkeys(urls, 0.0)
+    while not until():
+        for url in urls:
+            code, _ = await asyncio.to_thread(http_get, url + "/ready", 1.0)
+            if code != 200:
+                unready[url] += 0.2
+        await asyncio.sleep(0.2)
+    return unready
+
+
+def restarts(stack: Stack, component: str) -> int:
+    return sum(
+        c.get("restartCount", 0)
+        for p in stack.pods(component, ready_only=False)
+        for c in p["status"].get("containerStatuses", [])
+    )
+
+
+async def test_deleting_the_redis_pod_loses_nothing_silently(
+    stack_factory: Callable[[str], Stack], report: Report
+) -> None:
+    stack = stack_factory("chat")
+    stack.apply({"backend": {"rateLimitPerMinute": 100000}})
+    stack.wait_ready()
+    a, b, _ = stack.backend_urls()
+    channel = room()
+    watcher = Watcher(ws_to(b), channel)
+    writer = Numbered(ws_to(a), channel, "writer", rate=10)
+    try:
+        await asyncio.to_thread(
+            wait_for, lambda: len(writer.delivered(watcher)) > 10, "traffic", 20
+        )
+        deleted = time.monotonic()
+        stack.kubectl("delete", "pod", "chat-redis-0", "-n", stack.namespace, "--wait=false")
+        recovered: list[float] = []
+
+        def all_ready_again() -> bool:
+            if time.monotonic() - deleted < 2:
+                return False
+            codes = [http_get(u + "/ready", 1.0)[0] for u in stack.backend_urls()]
+            ok = len(codes) == 3 and all(c == 200 for c in codes) and bool(writer.refused)
+            if ok and not recovered:
+                recovered.append(time.monotonic() - deleted)
+            return ok
+
+        done = asyncio.Event()
+        polling = asyncio.create_task(poll_ready_endpoints([a, b], done.is_set))
+        await asyncio.to_thread(wait_for, all_ready_again, "backends ready after Redis", 90)
+        await asyncio.sleep(3)  # typing goes on after the recovery
+        done.set()
+        unready = await polling
+        await writer.stop()
+        await asyncio.to_thread(
+            wait_for, lambda: not writer.unaccounted(watcher), "every frame accounted", 10
+        )
+    finally:
+        await writer.stop()
+        await watcher.stop()
+    assert writer.refused, "no frame was refused: did the outage happen?"
+    assert not writer.other_errors, writer.other_errors[:3]
+    assert restarts(stack, "backend") == 0, "a backend restarted (crash loop?)"
+    stack.wait_ready()
+    report.record("redis_pod_deleted_backends_ready_again_seconds", round(recovered[0], 1))
+    report.record("redis_pod_deleted_backend_unready_seconds", round(max(unready.values()), 1))
+    report.record(
+        "redis_pod_deleted_frames",
+        f"{len(writer.sent)} sent, {len(writer.delivered(watcher))} delivered, "
+        f"{len(writer.refused)} refused (unavailable), 0 lost",
+    )
+    report.record(
+        "redis_pod_deleted_chat_gap_seconds",
+        round(largest_gap([t for (u, _), t in watcher.seen_at.items() if u == writer.uid]), 1),
+    )
+
+
+async def test_sentinel_failover_after_the_master_pod_is_deleted(
+    stack_factory: Callable[[str], Stack], report: Report
+) -> None:
+    stack = stack_factory("chat")
+    stack.apply({"redis": {"replicas": 3}, "backend": {"rateLimitPerMinute": 100000}})
+    stack.wait_ready(timeout=300)
+    sentinel = stack.service_ip("chat-redis-sentinel")
+
+    def master() -> str:
+        answer = redis_call(
+            sentinel, 26379, ("SENTINEL", "get-master-addr-by-name", "mymaster")
+        ).decode()
+        return next(line for line in answer.split("\r\n") if line.startswith("chat-redis-"))
+
+    old_master = master().split(".")[0]
+    a, b, _ = stack.backend_urls()
+    channel = room()
+    watcher = Watcher(ws_to(b), channel)
+    writer = Numbered(ws_to(a), channel, "writer", rate=10)
+    try:
+        await asyncio.to_thread(
+            wait_for, lambda: len(writer.delivered(watcher)) > 10, "traffic", 20
+        )
+        deleted = time.monotonic()
+        stack.kubectl("delete", "pod", old_master, "-n", stack.namespace, "--wait=false")
+        new_master = await asyncio.to_thread(
+            wait_for,
+            lambda: (m := master().split(".")[0]) != old_master and m,
+            "a new master",
+            90,
+        )
+        promoted = time.monotonic() - deleted
+        sent_after = len(writer.sent)
+        await asyncio.to_thread(
+            wait_for,
+            lambda: any(n > sent_after for n in writer.delivered(watcher)),
+            "chat after the failover",
+            60,
+        )
+        resumed = time.monotonic() - deleted
+        await asyncio.sleep(2)
+        await writer.stop()
+        await asyncio.to_thread(
+            wait_for, lambda: not writer.unaccounted(watcher), "every frame accounted", 10
+        )
+    finally:
+        await writer.stop()
+        await watcher.stop()
+    assert new_master != old_master
+    assert not writer.other_errors, writer.other_errors[:3]
+    stack.wait_ready(timeout=180)
+    report.record("sentinel_master_deleted_new_master_seconds", round(promoted, 1))
+    report.record("sentinel_master_deleted_chat_resumed_seconds", round(resumed, 1))
+    report.record(
+        "sentinel_master_deleted_chat_gap_seconds",
+        round(largest_gap([t for (u, _), t in watcher.seen_at.items() if u == writer.uid]), 1),
+    )
+
+
+def test_persistent_redis_keeps_its_data_across_a_pod_restart(
+    stack_factory: Callable[[str], Stack], report: Report
+) -> None:
+    stack = stack_factory("chat")
+    stack.apply({"redis": {"persistence": {"enabled": True, "size": "1Gi"}}})
+    stack.wait_ready()
+    password = stack.secret_value("chat-redis-auth", "redis-password")
+    ip = stack.pods("redis")[0]["status"]["podIP"]
+    answer = redis_call(ip, 6379, ("AUTH", password), ("SET", "e2e:kept", "still here"))
+    assert answer == b"+OK\r\n+OK\r\n", answer
+    old_uid = stack.pods("redis")[0]["metadata"]["uid"]
+    deleted = time.monotonic()
+    stack.kubectl("delete", "pod", "chat-redis-0", "-n", stack.namespace)
+
+    def new_redis_ip() -> str | None:
+        pods = stack.pods("redis")
+        return (
+            pods[0]["status"]["podIP"] if pods and pods[0]["metadata"]["uid"] != old_uid else None
+        )
+
+    new_ip = wait_for(new_redis_ip, "the Redis pod back", 120)
+    report.record("redis_persistent_pod_restart_seconds", round(time.monotonic() - deleted, 1))
+    answer = redis_call(new_ip, 6379, ("AUTH", password), ("GET", "e2e:kept"))
+    assert answer == b"+OK\r\n$10\r\nstill here\r\n", answer
+    claims = get_json(stack.kubectl, "pvc", "-n", stack.namespace)["items"]
+    assert [c["status"]["phase"] for c in claims] == ["Bound"]
+
+
+async def test_a_backend_pod_deleted_under_typing_users_loses_no_keystroke(
+    stack_factory: Callable[[str], Stack], report: Report
+) -> None:
+    stack = stack_factory("chat")
+    stack.apply()
+    stack.wait_ready()
+    pods = stack.pods("backend")
+    victim, other = pods[0], pods[1]
+    victim_url = f"http://{victim['status']['podIP']}:8080"
+    service = f"http://{stack.service_ip('chat-backend')}:8080"
+    first = {"used": 0}
+
+    def victim_then_service(query: str) -> str:
+        # The first connection lands on the victim; reconnects go through the Service.
+        first["used"] += 1
+        return ws_to(victim_url if first["used"] <= 2 else service)(query)
+
+    channel = room()
+    watcher = Watcher(ws_to(f"http://{other['status']['podIP']}:8080"), channel)
+    typists = [Typist(victim_then_service, channel, f"t{i}", rate=10) for i in range(2)]
+    try:
+        for t in typists:
+            t.start(messages=8, length=20)
+        await asyncio.sleep(3)
+        stack.kubectl(
+            "delete", "pod", victim["metadata"]["name"], "-n", stack.namespace, "--wait=false"
+        )
+        for t in typists:
+            await t.finished()
+        await asyncio.sleep(2)
+    finally:
+        for t in typists:
+            await t.stop()
+        await watcher.stop()
+    lost = sum(t.lost_keystrokes(watcher) for t in typists)
+    typed = sum(len(text) for t in typists for text in t.typed.values())
+    codes = [c for t in typists for c in t.connection.close_codes]
+    assert 1001 in codes, codes
+    report.record("backend_pod_deleted_keystrokes", f"{typed} typed, {lost} lost")
+    assert lost == 0
+
+
+def test_a_change_made_while_the_leader_is_killed_converges_under_the_standby(
+    stack_factory: Callable[[str], Stack], report: Report
+) -> None:
+    stack = stack_factory("chat")
+    stack.apply({"autoscaling": {"enabled": False}, "backend": {"replicas": 2}})
+    stack.wait_ready()
+    kubectl = stack.kubectl
+
+    def holder() -> str:
+        spec = get_json(kubectl, "lease", "asocial-operator", "-n", OPERATOR_NS)["spec"]
+        return str(spec.get("holderIdentity") or "")
+
+    leader = holder()
+    leader_pod = next(
+        p["metadata"]["name"]
+        for p in get_json(
+            kubectl, "pods", "-n", OPERATOR_NS, "-l", "app.kubernetes.io/name=asocial-operator"
+        )["items"]
+        if leader.startswith(p["metadata"]["name"])
+    )
+    # SIGKILL-like (no Lease release), then a change while nobody leads: the standby must
+    # take the Lease after it expires and roll the backend to the new configuration.
+    killed = time.monotonic()
+    kubectl("delete", "pod", leader_pod, "-n", OPERATOR_NS, "--grace-period=0", "--force")
+    stack.apply(
+        {"autoscaling": {"enabled": False}, "backend": {"replicas": 2, "logLevel": "DEBUG"}}
+    )
+    wait_for(lambda: holder() not in ("", leader), "another leader", 90)
+    takeover = time.monotonic() - killed
+    stack.wait_ready(timeout=180)
+    converged = time.monotonic() - killed
+    config = get_json(kubectl, "configmap", "chat-config", "-n", stack.namespace)["data"]
+    assert config["ASOCIAL_LOG_LEVEL"] == "DEBUG"
+    deployment = get_json(kubectl, "deploy", "chat-backend", "-n", stack.namespace)
+    assert deployment["status"].get("updatedReplicas") == 2
+    report.record("operator_leader_killed_takeover_seconds", round(takeover, 1))
+    report.record("operator_leader_killed_converged_seconds", round(converged, 1))
+    kubectl("rollout", "status", "deploy/asocial-operator", "-n", OPERATOR_NS, "--timeout=120s")
