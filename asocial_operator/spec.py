@@ -41,7 +41,8 @@ class Resources:
 BACKEND_RESOURCES = Resources(
     # An idle chat server holds about 50 MiB: a 64Mi request put it at 77 % of the
     # autoscaler's 80 % memory target before the first user arrived.
-    requests={"cpu": "100m", "memory": "128Mi"}, limits={"cpu": "1", "memory": "256Mi"}
+    requests={"cpu": "100m", "memory": "128Mi"},
+    limits={"cpu": "1", "memory": "256Mi"},
 )
 REDIS_RESOURCES = Resources(
     requests={"cpu": "100m", "memory": "128Mi"}, limits={"cpu": "500m", "memory": "512Mi"}
