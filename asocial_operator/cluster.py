@@ -10,6 +10,10 @@ Blocking calls; the reconciler runs them in worker threads.
 Errors raise :class:`ApiError`, which says whether retrying can help. Error
 text from the API server is passed on, but never a request body, so Secret
 contents cannot reach logs or Events.
+
+Events are posted here rather than with ``kopf.event``: kopf posts from its own event
+loop for the object a handler runs for, while these come from worker threads, about the
+instance a whole pass reconciled, and must never fail that pass.
 """
 
 from __future__ import annotations

@@ -13,15 +13,62 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, Literal, cast
 
+from asocial_operator import naming
+
 RedisMode = Literal["managed", "external"]
 AuthMode = Literal["anonymous", "jwt", "firebase"]
 
 DEFAULT_BACKEND_IMAGE = "ghcr.io/asocial/asocial-chat:0.1.0"
+REDIS_PORT = 6379
+SENTINEL_PORT = 26379
+# The Sentinel master set of managed Redis, and the default name of an external one.
+DEFAULT_MASTER_NAME = "mymaster"
 DEFAULT_REDIS_IMAGE = "redis:7.2-alpine"
 
 
 class SpecError(ValueError):
     """The spec cannot be deployed as written; the message names the field to fix."""
+
+
+class Rule:
+    """The cross-field rules, worded once. The CRD's CEL ``x-kubernetes-validations``
+    carry these same messages, so the API server and the operator say the same thing;
+    ``tests/operator/test_crd.py`` checks that every CEL rule has its twin here, word for
+    word, and that :func:`parse` enforces each."""
+
+    EXTRA_ENV_REDIS = (
+        "extraEnv must not set ASOCIAL_REDIS_* variables: configure Redis through spec.redis"
+    )
+    MIN_ABOVE_MAX = "autoscaling.minReplicas must be less than or equal to autoscaling.maxReplicas"
+    EXTERNAL_NEEDS_ADDRESS = "redis.mode external needs redis.url or redis.sentinel"
+    URL_CREDENTIALS = (
+        "redis.url must not carry credentials: put the password in a Secret and reference "
+        "it with redis.passwordSecretRef"
+    )
+    URL_OR_SENTINEL = "set either redis.url or redis.sentinel, not both"
+    EXTERNAL_ONLY = (
+        "redis.url, redis.sentinel and redis.passwordSecretRef are only for redis.mode "
+        "external; managed Redis gets a generated password"
+    )
+    FIREBASE_PROJECT = "auth.mode firebase needs auth.firebase.projectId"
+    JWT_KEY = (
+        "auth.mode jwt needs one of auth.jwt.secretRef, auth.jwt.publicKeySecretRef or "
+        "auth.jwt.jwksUrl"
+    )
+    ANONYMOUS_REQUIRED = "auth.required cannot be true with auth.mode anonymous"
+    TLS_HOST = "ingress.host is required when ingress.tls.enabled is true"
+    TLS_SOURCE = (
+        "ingress.tls needs clusterIssuer (cert-manager issues the certificate) or "
+        "secretName (an existing certificate)"
+    )
+    TOLERATION_EXISTS_VALUE = "a toleration with operator Exists must not set value"
+    TOLERATION_NO_KEY = (
+        "a toleration without a key must use operator Exists (it then tolerates every taint)"
+    )
+
+    @classmethod
+    def all(cls) -> dict[str, str]:
+        return {k: v for k, v in vars(cls).items() if k.isupper() and isinstance(v, str)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +139,7 @@ class Persistence:
 @dataclasses.dataclass(frozen=True)
 class Sentinel:
     hosts: tuple[str, ...]
-    master_name: str = "mymaster"
+    master_name: str = DEFAULT_MASTER_NAME
     database: int = 0
 
 
@@ -112,8 +159,49 @@ class Redis:
         return self.mode == "managed"
 
     @property
+    def managed_sentinel(self) -> bool:
+        """Managed Redis with replication: 3 or 5 pods, a Sentinel in each."""
+        return self.managed and self.replicas > 1
+
+    @property
     def uses_sentinel(self) -> bool:
-        return (self.managed and self.replicas > 1) or self.sentinel is not None
+        """The chat server finds the master through Sentinel (managed or external)."""
+        return self.managed_sentinel or self.sentinel is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class RedisAddress:
+    """Where the chat server finds Redis; never holds a password."""
+
+    url: str
+    """``ASOCIAL_REDIS_URL``."""
+    shown: str
+    """The same in words, for status: ``host:port`` or ``sentinel hosts (master)``."""
+
+
+def redis_address(redis: Redis, *, namespace: str, name: str) -> RedisAddress:
+    """The one place that turns ``spec.redis`` into an address."""
+    names = naming.Names(name)
+    if redis.managed_sentinel:
+        host = f"{names.redis_sentinel}.{namespace}.svc:{SENTINEL_PORT}"
+        return RedisAddress(
+            f"redis+sentinel://{host}/{DEFAULT_MASTER_NAME}/0",
+            f"sentinel {host} ({DEFAULT_MASTER_NAME})",
+        )
+    if redis.managed:
+        host = f"{names.redis}.{namespace}.svc:{REDIS_PORT}"
+        return RedisAddress(f"redis://{host}/0", host)
+    if redis.sentinel is not None:
+        hosts = ",".join(redis.sentinel.hosts)
+        return RedisAddress(
+            f"redis+sentinel://{hosts}/{redis.sentinel.master_name}/{redis.sentinel.database}",
+            f"sentinel {hosts} ({redis.sentinel.master_name})",
+        )
+    url = redis.url or ""
+    # parse() refuses credentials in the URL; strip any userinfo all the same, so a
+    # password can never reach status.
+    scheme, _, rest = url.partition("://")
+    return RedisAddress(url, f"{scheme}://{rest.rpartition('@')[2]}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,7 +346,7 @@ def _backend(raw: Mapping[str, Any]) -> Backend:
         if not name:
             raise SpecError(f"{p}.extraEnv entries need a name")
         if name.startswith("ASOCIAL_REDIS_"):
-            raise SpecError(f"{p}.extraEnv must not set {name}: configure Redis via spec.redis")
+            raise SpecError(f"spec.backend.{Rule.EXTRA_ENV_REDIS} (got {name})")
         extra.append((name, str(item.get("value", ""))))
     return Backend(
         image=_get(raw, "image", d.image, str, p),
@@ -290,7 +378,7 @@ def _autoscaling(raw: Mapping[str, Any]) -> Autoscaling:
         ),
     )
     if result.min_replicas > result.max_replicas:
-        raise SpecError(f"{p}.minReplicas must be less than or equal to {p}.maxReplicas")
+        raise SpecError(f"spec.{Rule.MIN_ABOVE_MAX}")
     return result
 
 
@@ -309,7 +397,7 @@ def _redis(raw: Mapping[str, Any]) -> Redis:
             raise SpecError(f"{p}.sentinel.hosts needs at least one host:port")
         sentinel = Sentinel(
             hosts=hosts,
-            master_name=_get(s, "masterName", "mymaster", str, f"{p}.sentinel"),
+            master_name=_get(s, "masterName", DEFAULT_MASTER_NAME, str, f"{p}.sentinel"),
             database=_get(s, "database", 0, int, f"{p}.sentinel"),
         )
     result = Redis(
@@ -330,11 +418,13 @@ def _redis(raw: Mapping[str, Any]) -> Redis:
         password_secret_ref=_secret_ref(raw, "passwordSecretRef", "password", p),
     )
     if result.mode == "external" and not (result.url or result.sentinel):
-        raise SpecError(f"{p}.mode external needs {p}.url or {p}.sentinel")
+        raise SpecError(f"spec.{Rule.EXTERNAL_NEEDS_ADDRESS}")
     if result.url and result.sentinel:
-        raise SpecError(f"set either {p}.url or {p}.sentinel, not both")
+        raise SpecError(f"spec.redis: {Rule.URL_OR_SENTINEL}")
+    if result.url and "@" in result.url:
+        raise SpecError(f"spec.{Rule.URL_CREDENTIALS}")
     if result.managed and (result.url or result.sentinel or result.password_secret_ref):
-        raise SpecError(f"{p}.url, .sentinel and .passwordSecretRef are only for mode external")
+        raise SpecError(f"spec.{Rule.EXTERNAL_ONLY}")
     if result.managed and result.replicas not in (1, 3, 5):
         raise SpecError(f"{p}.replicas must be 1 (standalone), 3 or 5 (Sentinel)")
     return result
@@ -372,11 +462,11 @@ def _auth(raw: Mapping[str, Any]) -> Auth:
         jwt=jwt,
     )
     if result.mode == "firebase" and not (firebase and firebase.project_id):
-        raise SpecError(f"{p}.mode firebase needs {p}.firebase.projectId")
+        raise SpecError(f"spec.{Rule.FIREBASE_PROJECT}")
     if result.mode == "jwt" and not (jwt and (jwt.secret or jwt.public_key or jwt.jwks_url)):
-        raise SpecError(f"{p}.mode jwt needs {p}.jwt.secretRef, .publicKeySecretRef or .jwksUrl")
+        raise SpecError(f"spec.{Rule.JWT_KEY}")
     if result.mode == "anonymous" and result.required:
-        raise SpecError(f"{p}.required cannot be true with {p}.mode anonymous")
+        raise SpecError(f"spec.{Rule.ANONYMOUS_REQUIRED}")
     return result
 
 
@@ -399,7 +489,9 @@ def _ingress(raw: Mapping[str, Any]) -> Ingress:
         tls=tls,
     )
     if tls.enabled and not result.host:
-        raise SpecError(f"{p}.host is required when {tp}.enabled is true")
+        raise SpecError(f"spec.{Rule.TLS_HOST}")
+    if tls.enabled and not (tls.cluster_issuer or tls.secret_name):
+        raise SpecError(f"spec.{Rule.TLS_SOURCE}")
     return result
 
 
@@ -439,12 +531,9 @@ def _toleration(raw: Any, path: str) -> Toleration:
             f"got {result.effect!r}"
         )
     if result.operator == "Exists" and result.value:
-        raise SpecError(f"{path}: a toleration with operator Exists must not set value")
+        raise SpecError(f"{path}: {Rule.TOLERATION_EXISTS_VALUE}")
     if result.key is None and result.operator != "Exists":
-        raise SpecError(
-            f"{path}: a toleration without a key must use operator Exists "
-            "(it then tolerates every taint)"
-        )
+        raise SpecError(f"{path}: {Rule.TOLERATION_NO_KEY}")
     return result
 
 

@@ -226,17 +226,7 @@ def compute(
 
 def redis_master(spec: specs.InstanceSpec, *, namespace: str, name: str) -> str:
     """Where the chat server looks for the Redis master (no credentials)."""
-    names = naming.Names(name)
-    if spec.redis.managed and spec.redis.replicas > 1:
-        return f"sentinel {names.redis_sentinel}.{namespace}.svc:26379 (mymaster)"
-    if spec.redis.managed:
-        return f"{names.redis}.{namespace}.svc:6379"
-    if spec.redis.sentinel is not None:
-        return f"sentinel {','.join(spec.redis.sentinel.hosts)} ({spec.redis.sentinel.master_name})"
-    url = spec.redis.url or ""
-    # Strip any userinfo so a password pasted into the URL never reaches status.
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.rpartition('@')[2]}"
+    return specs.redis_address(spec.redis, namespace=namespace, name=name).shown
 
 
 def paused(previous: Mapping[str, Any] | None, *, generation: int, now: str) -> dict[str, Any]:

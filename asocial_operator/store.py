@@ -2,6 +2,12 @@
 
 Fed by watch events and by the responses of our own writes, read by the
 reconciler to decide what to apply without extra GETs. Thread-safe; no I/O.
+
+Why not kopf's indexes: kopf's ``@kopf.index`` keeps what handlers return per watched
+object, but the reconciler needs (a) our own write responses in the cache at once, so a
+status computed right after an apply sees the new generation (kopf indexes only learn
+from watch events, a moment later), and (b) synchronous reads from worker threads, where
+the blocking Kubernetes client runs. Both are a few lines here.
 """
 
 from __future__ import annotations

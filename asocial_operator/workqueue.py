@@ -6,6 +6,12 @@ while it is being processed runs once more afterwards (bursts of watch
 events coalesce into one pass). Failures come back after an exponential
 backoff. The blocking ``process`` callable runs in worker threads.
 No Kubernetes I/O here.
+
+Why not kopf's own handler loop: kopf runs one handler per event per object, retrying a
+failing handler for that object; here every event of an instance *and of any of its
+children* must coalesce into one level-triggered pass over the whole instance, with a
+bounded number of passes in flight (``--workers``). kopf has no cross-object queue, so
+its watch handlers only enqueue keys (``handlers.py``) and this queue does the rest.
 """
 
 from __future__ import annotations

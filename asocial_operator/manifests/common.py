@@ -19,8 +19,8 @@ Manifest = dict[str, Any]
 
 BACKEND_PORT = 8080
 FRONTEND_PORT = 3000
-REDIS_PORT = 6379
-SENTINEL_PORT = 26379
+REDIS_PORT = specs.REDIS_PORT
+SENTINEL_PORT = specs.SENTINEL_PORT
 # The server drains WebSockets on SIGTERM for this long; the pod gets 30 s in
 # total, minus the preStop pause that lets endpoints update first.
 TERMINATION_GRACE_SECONDS = 30

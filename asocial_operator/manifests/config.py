@@ -7,6 +7,7 @@ files); their values never enter the ConfigMap.
 from __future__ import annotations
 
 from asocial_operator import naming
+from asocial_operator import spec as specs
 from asocial_operator.manifests import common
 
 FIREBASE_MOUNT = f"{common.SECRET_MOUNT_ROOT}/firebase"
@@ -16,17 +17,7 @@ JWT_PUBLIC_KEY_MOUNT = f"{common.SECRET_MOUNT_ROOT}/jwt-public-key"
 
 def redis_url(ctx: common.Context) -> str:
     """The ASOCIAL_REDIS_URL for the instance (never contains a password)."""
-    redis, names, ns = ctx.spec.redis, ctx.names, ctx.namespace
-    if redis.managed and redis.replicas > 1:
-        host = f"{names.redis_sentinel}.{ns}.svc:{common.SENTINEL_PORT}"
-        return f"redis+sentinel://{host}/mymaster/0"
-    if redis.managed:
-        return f"redis://{names.redis}.{ns}.svc:{common.REDIS_PORT}/0"
-    if redis.sentinel is not None:
-        hosts = ",".join(redis.sentinel.hosts)
-        return f"redis+sentinel://{hosts}/{redis.sentinel.master_name}/{redis.sentinel.database}"
-    assert redis.url is not None  # spec.parse guarantees url or sentinel
-    return redis.url
+    return specs.redis_address(ctx.spec.redis, namespace=ctx.namespace, name=ctx.name).url
 
 
 def config_data(ctx: common.Context) -> dict[str, str]:

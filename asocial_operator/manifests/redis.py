@@ -9,10 +9,10 @@ instance's Secret through environment variables, never from arguments.
 from __future__ import annotations
 
 from asocial_operator import naming
+from asocial_operator import spec as specs
 from asocial_operator.manifests import common
 
 REDIS_UID = 999  # the redis user of the official images
-MASTER_SET = "mymaster"
 
 REDIS_START = """\
 #!/bin/sh
@@ -24,7 +24,7 @@ set -- redis-server --port 6379 --dir /data --protected-mode no \\
   --requirepass "$REDIS_PASSWORD" --masterauth "$REDIS_PASSWORD"
 if [ "${SENTINEL_SERVICE:-}" != "" ]; then
   MASTER="$(env -u REDISCLI_AUTH redis-cli -h "$SENTINEL_SERVICE" -p 26379 \\
-    sentinel get-master-addr-by-name mymaster 2>/dev/null | head -n1 || true)"
+    sentinel get-master-addr-by-name "$MASTER_SET" 2>/dev/null | head -n1 || true)"
   [ -n "$MASTER" ] || MASTER="${STATEFULSET}-0.${HEADLESS_SERVICE}"
   set -- "$@" --replica-announce-ip "$ME"
   if [ "$MASTER" != "$ME" ]; then set -- "$@" --replicaof "$MASTER" 6379; fi
@@ -38,7 +38,7 @@ SENTINEL_START = """\
 set -eu
 ME="$(hostname).${HEADLESS_SERVICE}"
 MASTER="$(env -u REDISCLI_AUTH redis-cli -h "$SENTINEL_SERVICE" -p 26379 \\
-  sentinel get-master-addr-by-name mymaster 2>/dev/null | head -n1 || true)"
+  sentinel get-master-addr-by-name "$MASTER_SET" 2>/dev/null | head -n1 || true)"
 [ -n "$MASTER" ] || MASTER="${STATEFULSET}-0.${HEADLESS_SERVICE}"
 umask 077
 cat > /sentinel/sentinel.conf <<CONF
@@ -46,18 +46,18 @@ port 26379
 sentinel resolve-hostnames yes
 sentinel announce-hostnames yes
 sentinel announce-ip ${ME}
-sentinel monitor mymaster ${MASTER} 6379 ${QUORUM}
-sentinel auth-pass mymaster ${REDIS_PASSWORD}
-sentinel down-after-milliseconds mymaster 5000
-sentinel failover-timeout mymaster 60000
-sentinel parallel-syncs mymaster 1
+sentinel monitor ${MASTER_SET} ${MASTER} 6379 ${QUORUM}
+sentinel auth-pass ${MASTER_SET} ${REDIS_PASSWORD}
+sentinel down-after-milliseconds ${MASTER_SET} 5000
+sentinel failover-timeout ${MASTER_SET} 60000
+sentinel parallel-syncs ${MASTER_SET} 1
 CONF
 exec redis-sentinel /sentinel/sentinel.conf
 """
 
 
 def _sentinel(ctx: common.Context) -> bool:
-    return ctx.spec.redis.replicas > 1
+    return ctx.spec.redis.managed_sentinel
 
 
 def build_scripts(ctx: common.Context) -> common.Manifest | None:
@@ -88,6 +88,7 @@ def _env(ctx: common.Context) -> list[common.Manifest]:
         env += [
             {"name": "SENTINEL_SERVICE", "value": f"{names.redis_sentinel}.{ctx.namespace}.svc"},
             {"name": "QUORUM", "value": str(ctx.spec.redis.replicas // 2 + 1)},
+            {"name": "MASTER_SET", "value": specs.DEFAULT_MASTER_NAME},
         ]
     return env
 

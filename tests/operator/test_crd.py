@@ -79,3 +79,46 @@ def test_examples_parse(path: Path) -> None:
     body = yaml.safe_load(path.read_text())
     assert body["kind"] == naming.KIND
     specs.parse(crd.defaulted_spec(body["spec"]))
+
+
+# One spec that breaks each rule, and only that rule.
+BREAKS: dict[str, dict[str, Any]] = {
+    "EXTRA_ENV_REDIS": {"backend": {"extraEnv": [{"name": "ASOCIAL_REDIS_URL", "value": "x"}]}},
+    "MIN_ABOVE_MAX": {"autoscaling": {"minReplicas": 5, "maxReplicas": 4}},
+    "EXTERNAL_NEEDS_ADDRESS": {"redis": {"mode": "external"}},
+    "URL_CREDENTIALS": {"redis": {"mode": "external", "url": "redis://:pw@r:6379/0"}},
+    "URL_OR_SENTINEL": {
+        "redis": {"mode": "external", "url": "redis://r:6379/0", "sentinel": {"hosts": ["s:1"]}}
+    },
+    "EXTERNAL_ONLY": {"redis": {"url": "redis://r:6379/0"}},
+    "FIREBASE_PROJECT": {"auth": {"mode": "firebase"}},
+    "JWT_KEY": {"auth": {"mode": "jwt", "jwt": {"issuer": "me"}}},
+    "ANONYMOUS_REQUIRED": {"auth": {"mode": "anonymous", "required": True}},
+    "TLS_HOST": {"ingress": {"tls": {"enabled": True, "clusterIssuer": "le"}}},
+    "TLS_SOURCE": {"ingress": {"host": "chat.example.com", "tls": {"enabled": True}}},
+    "TOLERATION_EXISTS_VALUE": {
+        "scheduling": {"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]}
+    },
+    "TOLERATION_NO_KEY": {"scheduling": {"tolerations": [{"value": "v"}]}},
+}
+
+
+def _cel_messages(node: dict[str, Any]) -> list[str]:
+    out = [rule["message"] for rule in node.get("x-kubernetes-validations") or []]
+    for sub in (node.get("properties") or {}).values():
+        out += _cel_messages(sub)
+    if "items" in node:
+        out += _cel_messages(node["items"])
+    return out
+
+
+def test_every_cel_rule_of_the_spec_is_a_parser_rule_word_for_word() -> None:
+    cel = sorted(_cel_messages(crd.schema()["properties"]["spec"]))
+    assert cel == sorted(specs.Rule.all().values())
+
+
+@pytest.mark.parametrize("rule", sorted(specs.Rule.all()))
+def test_the_parser_enforces_each_rule_with_the_same_words(rule: str) -> None:
+    with pytest.raises(specs.SpecError) as raised:
+        specs.parse(BREAKS[rule])
+    assert specs.Rule.all()[rule] in str(raised.value)

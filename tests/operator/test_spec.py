@@ -57,7 +57,10 @@ def test_full_spec() -> None:
                 "required": True,
                 "jwt": {"secretRef": {"name": "jwt"}, "issuer": "me"},
             },
-            "ingress": {"host": "chat.example.com", "tls": {"enabled": True}},
+            "ingress": {
+                "host": "chat.example.com",
+                "tls": {"enabled": True, "clusterIssuer": "letsencrypt"},
+            },
             "frontend": {"image": "web:1"},
         }
     )
@@ -91,12 +94,12 @@ def test_external_sentinel() -> None:
     [
         ({"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "minReplicas"),
         ({"ingress": {"tls": {"enabled": True}}}, "spec.ingress.host is required"),
-        ({"redis": {"mode": "external"}}, "needs spec.redis.url"),
+        ({"redis": {"mode": "external"}}, "spec.redis.mode external needs redis.url"),
         ({"redis": {"replicas": 2}}, "spec.redis.replicas must be 1"),
         ({"redis": {"mode": "cluster"}}, "spec.redis.mode must be managed or external"),
-        ({"redis": {"url": "redis://x"}}, "only for mode external"),
-        ({"auth": {"mode": "firebase"}}, "spec.auth.firebase.projectId"),
-        ({"auth": {"mode": "jwt", "jwt": {}}}, "spec.auth.jwt.secretRef"),
+        ({"redis": {"url": "redis://x"}}, "only for redis.mode external"),
+        ({"auth": {"mode": "firebase"}}, "needs auth.firebase.projectId"),
+        ({"auth": {"mode": "jwt", "jwt": {}}}, "needs one of auth.jwt.secretRef"),
         ({"auth": {"required": True}}, "anonymous"),
         ({"backend": {"replicas": "3"}}, "spec.backend.replicas must be an integer"),
         ({"backend": {"replicas": True}}, "spec.backend.replicas must be an integer"),

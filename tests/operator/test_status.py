@@ -152,11 +152,6 @@ def test_autoscaling_off_uses_replicas() -> None:
             "external",
             "redis://r:6379/0",
         ),
-        (
-            {"redis": {"mode": "external", "url": "redis://u:secret@r:6379/0"}},
-            "external",
-            "redis://r:6379/0",
-        ),
     ],
 )
 def test_redis_fields(raw: dict[str, Any], ready: str, master: str) -> None:
@@ -166,6 +161,15 @@ def test_redis_fields(raw: dict[str, Any], ready: str, master: str) -> None:
     assert result["redis"]["ready"] == ready
     assert result["redis"]["master"] == master
     assert "secret" not in repr(result)
+
+
+def test_credentials_in_an_external_url_never_reach_status() -> None:
+    # parse() refuses such a URL (as the CRD does); the address strips them all the same.
+    redis = specs.Redis(mode="external", url="redis://u:secret@r:6379/0")
+    address = specs.redis_address(redis, namespace="ns", name="chat")
+    assert address.shown == "redis://r:6379/0"
+    with pytest.raises(specs.SpecError, match="must not carry credentials"):
+        specs.parse({"redis": {"mode": "external", "url": "redis://u:secret@r:6379/0"}})
 
 
 def test_ingress_with_address_and_tls_endpoint() -> None:
