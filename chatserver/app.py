@@ -31,6 +31,7 @@ from chatserver.hub import Hub
 from chatserver.limits import MessageLimiter
 from chatserver.metrics import Metrics
 from chatserver.presence import Presence
+from chatserver.runtime import Runtime
 from chatserver.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,13 +42,13 @@ CLOSE_INTERNAL_ERROR = 1011
 KNOWN_PATHS = frozenset({"/", "/health", "/ready", "/metrics"})
 
 
-def build_runtime(settings: Settings) -> session.Runtime:
+def build_runtime(settings: Settings) -> Runtime:
     """Construct (not connect) every shared part; raises on unusable settings."""
     metrics = Metrics(channel_labels=settings.metrics_channel_labels)
     broker = create_broker(settings, metrics)
     presence = Presence(broker, ttl_s=settings.presence_ttl_seconds)
     broker.set_recovery_handler(presence.wake)
-    return session.Runtime(
+    return Runtime(
         settings=settings,
         metrics=metrics,
         broker=broker,
@@ -114,7 +115,7 @@ class ChatApp:
     alive for as long as a socket is open: about 7 KiB of every idle connection, for
     work (request metrics, exception pages) that only HTTP needs."""
 
-    def __init__(self, http: FastAPI, runtime: session.Runtime) -> None:
+    def __init__(self, http: FastAPI, runtime: Runtime) -> None:
         self.http = http
         self.runtime = runtime
 

@@ -17,7 +17,7 @@ from chatserver import logs
 from chatserver.app import create_app
 from chatserver.auth import AuthConfigError
 from chatserver.broker.redis_url import RedisURLError
-from chatserver.session import Runtime
+from chatserver.runtime import Runtime
 from chatserver.settings import LogFormat, Settings
 from chatserver.transport import HeadLimits, protocols
 

@@ -26,6 +26,13 @@ MESSAGE_ID_RE: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 COLOR_RE: Final = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")
 
 
+# WebSocket close codes the server uses (RFC 6455, section 7.4.1).
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED = 1003
+CLOSE_POLICY = 1008
+CLOSE_TRY_LATER = 1013
+
+
 class FrameType(enum.StrEnum):
     CHAT = "chat"
     USER_SYNC = "user_sync"

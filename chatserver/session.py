@@ -1,177 +1,51 @@
-"""One WebSocket connection from handshake to goodbye, and the runtime they share.
+"""One admitted WebSocket connection, from its join to its goodbye.
 
 A session validates every client frame, enforces limits, publishes through the broker
 and receives through the hub. Frames go out in order: straight from the hub's fan-out
 loop while the socket's buffer has room and nothing is queued (as prepared bytes when
 the server offers a ``wire`` writer), otherwise through the connection's single writer
-task and its bounded queue.
-May use: ``hub``, ``presence``, ``auth``, ``limits``, ``broker``, ``protocol``,
-``metrics``, ``logs``, ``settings``, ``wire``.
+task and its bounded :mod:`outbox`. Admission (:mod:`admission`) comes before; the
+shared state and the drain are the :mod:`runtime`'s.
+May use: ``admission``, ``runtime``, ``outbox``, ``hub``, ``presence``, ``auth``,
+``limits``, ``broker``, ``protocol``, ``metrics``, ``logs``, ``settings``, ``wire``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import dataclasses
-import functools
 import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Coroutine
 from typing import Any
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from chatserver import logs, protocol, wire
-from chatserver.auth import Authenticator, AuthError
-from chatserver.broker.base import Broker, BrokerUnavailable
-from chatserver.hub import Hub
-from chatserver.limits import FrameBucket, MessageLimiter
-from chatserver.metrics import Metrics
-from chatserver.presence import Presence, now_ms
-from chatserver.protocol import ErrorCode, FrameType, Identity, Member, ProtocolError
-from chatserver.settings import Settings
+from chatserver import admission, logs, outbox, protocol, wire
+from chatserver.broker.base import BrokerUnavailable
+from chatserver.limits import FrameBucket
+from chatserver.presence import now_ms
+from chatserver.protocol import (
+    CLOSE_POLICY,
+    CLOSE_TRY_LATER,
+    CLOSE_UNSUPPORTED,
+    ErrorCode,
+    FrameType,
+    Identity,
+    Member,
+    ProtocolError,
+)
+from chatserver.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-CLOSE_GOING_AWAY = 1001
-CLOSE_UNSUPPORTED = 1003
-CLOSE_POLICY = 1008
-CLOSE_TRY_LATER = 1013
 SEEN_IDS = 64
 CLOSE_FLUSH_S = 5.0
 STALL_CREDIT_AFTER_S = 0.1
 REPLAY_DEDUP_S = 2.0
-
-
-@dataclasses.dataclass
-class Runtime:
-    """Everything the sessions of one process share; built and torn down by the app."""
-
-    settings: Settings
-    metrics: Metrics
-    broker: Broker
-    hub: Hub
-    presence: Presence
-    auth: Authenticator
-    limiter: MessageLimiter
-    draining: bool = False
-    sessions: set[Session] = dataclasses.field(default_factory=set)
-    per_user: dict[str, int] = dataclasses.field(default_factory=dict)
-    idle: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
-
-    def add(self, session: Session) -> None:
-        self.sessions.add(session)
-        self.per_user[session.user_id] = self.per_user.get(session.user_id, 0) + 1
-        self.idle.clear()
-
-    def remove(self, session: Session) -> None:
-        self.sessions.discard(session)
-        remaining = self.per_user.get(session.user_id, 1) - 1
-        if remaining:
-            self.per_user[session.user_id] = remaining
-        else:
-            self.per_user.pop(session.user_id, None)
-        if not self.sessions:
-            self.idle.set()
-
-    async def drain(self, grace_s: float) -> None:
-        """Refuse new sockets, tell every client 1001 after its queued frames, and be done
-        within ``grace_s``: clients still there after 90% of it are cut off."""
-        if not self.draining:
-            self.draining = True
-            log.info("draining %d connections", len(self.sessions))
-        for session in list(self.sessions):
-            session.close(CLOSE_GOING_AWAY, "Server shutting down", after_queue=True)
-        if not await self._wait_idle(0.8 * grace_s):
-            log.warning("cutting off %d connections at the end of the grace", len(self.sessions))
-            for session in list(self.sessions):
-                session.kill()
-            await self._wait_idle(0.1 * grace_s)
-
-    async def _wait_idle(self, timeout: float) -> bool:
-        if self.sessions:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.idle.wait(), timeout=timeout)
-        return not self.sessions
-
-
-@dataclasses.dataclass(frozen=True)
-class _Close:
-    code: int
-    reason: str
-
-
-@dataclasses.dataclass(frozen=True)
-class _Resume:
-    """A send begun in the fan-out loop that found the socket's buffer full: the writer
-    finishes it, first, before anything queued after it."""
-
-    coro: Coroutine[Any, Any, None]
-    waiting_on: Any
-
-
-async def _finish(resume: _Resume) -> None:
-    """Drive a send coroutine that suspended on ``waiting_on`` to its end."""
-    coro, waiting_on = resume.coro, resume.waiting_on
-    task = asyncio.current_task()
-    while True:
-        if waiting_on is not None:
-            # What Task.__step does with a yielded future before waiting on it.
-            waiting_on._asyncio_future_blocking = False
-        try:
-            await (waiting_on if waiting_on is not None else asyncio.sleep(0))
-        except asyncio.CancelledError:
-            if task is not None and task.cancelling():
-                coro.close()
-                raise
-        except Exception:  # the coroutine reads the future's outcome itself, just below
-            pass
-        try:
-            waiting_on = coro.send(None)
-        except StopIteration:
-            return
-
-
-class Outbox:
-    """A connection's send queue, drained by a writer task that exists only while there
-    is something in it.
-
-    Most sockets of a quiet room never queue anything: the deque is made on first use
-    and dropped when empty, which matters at tens of thousands of idle connections."""
-
-    __slots__ = ("_items",)
-
-    def __init__(self) -> None:
-        self._items: collections.deque[str | _Close | _Resume] | None = None
-
-    def __len__(self) -> int:
-        return 0 if self._items is None else len(self._items)
-
-    def put(self, item: str | _Close | _Resume) -> None:
-        if self._items is None:
-            self._items = collections.deque()
-        self._items.append(item)
-
-    def pop(self) -> str | _Close | _Resume | None:
-        """The oldest item, or None when there is none."""
-        items = self._items
-        if not items:
-            return None
-        item = items.popleft()
-        if not items:
-            self._items = None
-        return item
-
-    def clear(self) -> None:
-        for item in self._items or ():
-            if isinstance(item, _Resume):
-                item.coro.close()
-        self._items = None
 
 
 class Session:
@@ -186,7 +60,7 @@ class Session:
         self.member = member
         self.conn_id = uuid.uuid4().hex[:16]
         self._limit = runtime.settings.send_queue_size
-        self._queue = Outbox()
+        self._queue = outbox.Outbox()
         self._write_frame = wire.writer_for(websocket.scope)
         self._control = wire.control_for(websocket.scope)
         self._held: list[str] | None = []  # frames that arrive before user_sync went out
@@ -240,7 +114,7 @@ class Session:
         except (WebSocketDisconnect, RuntimeError, OSError):
             self._closing = True
             return
-        self._enqueue(_Resume(coro, waiting_on))
+        self._enqueue(outbox.Resume(coro, waiting_on))
 
     def overflow(self) -> None:
         if self._closing:
@@ -274,9 +148,9 @@ class Session:
         self._closing = True
         if not after_queue or len(self._queue) >= self._limit:
             self._queue.clear()
-        self._enqueue(_Close(code, reason))
+        self._enqueue(outbox.Close(code, reason))
 
-    def _enqueue(self, item: str | _Close | _Resume) -> None:
+    def _enqueue(self, item: str | outbox.Close | outbox.Resume) -> None:
         self._queue.put(item)
         if self._writer is None:
             self._writer = asyncio.create_task(
@@ -388,14 +262,14 @@ class Session:
         token = logs.correlation_id.set(self.conn_id)
         try:
             while (item := self._queue.pop()) is not None:
-                if isinstance(item, _Close):
+                if isinstance(item, outbox.Close):
                     if self.ws.application_state == WebSocketState.CONNECTED:
                         await self.ws.close(item.code, item.reason)
                     return
                 self._sending = True
                 try:
-                    if isinstance(item, _Resume):
-                        await _finish(item)
+                    if isinstance(item, outbox.Resume):
+                        await outbox.finish(item)
                     else:
                         await self.ws.send_text(item)
                 finally:
@@ -535,102 +409,15 @@ class Session:
             )
 
 
-BEARER_SUBPROTOCOL = "bearer"
-
-
-def _token(websocket: WebSocket) -> tuple[str | None, str | None]:
-    """The presented token and the subprotocol to answer with.
-
-    Order: ``?token=``, ``Authorization: Bearer``, then ``Sec-WebSocket-Protocol:
-    bearer, <token>`` (the one way a browser can send a header-borne token)."""
-    offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",")]
-    subprotocol = BEARER_SUBPROTOCOL if BEARER_SUBPROTOCOL in offered else None
-    token = websocket.query_params.get("token")
-    if token:
-        return token, subprotocol
-    header = websocket.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip(), subprotocol
-    if subprotocol is not None:
-        index = offered.index(BEARER_SUBPROTOCOL)
-        if index + 1 < len(offered):
-            return offered[index + 1], subprotocol
-    return None, subprotocol
-
-
-async def _refuse(
-    websocket: WebSocket,
-    runtime: Runtime,
-    *,
-    subprotocol: str | None,
-    code: ErrorCode,
-    message: str,
-    close_code: int,
-) -> None:
-    """Accept only to say why not: browsers cannot read an HTTP refusal's reason."""
-    runtime.metrics.connections_rejected.labels(code.value).inc()
-    await websocket.accept(subprotocol=subprotocol)
-    await websocket.send_text(protocol.encode(protocol.error_frame(code, message)))
-    await websocket.close(close_code, message[:120])
-
-
 async def serve(runtime: Runtime, websocket: WebSocket) -> None:
     """Handle one ``/api/chat`` connection end to end."""
-    settings, params = runtime.settings, websocket.query_params
-    if runtime.draining:
-        await websocket.close(CLOSE_GOING_AWAY, "Server shutting down")
+    admitted = await admission.admit(runtime, websocket)
+    if admitted is None:
         return
-    origin = websocket.headers.get("origin")
-    if settings.allowed_origins and origin not in settings.allowed_origins:
-        runtime.metrics.connections_rejected.labels(ErrorCode.FORBIDDEN_ORIGIN.value).inc()
-        await websocket.close(CLOSE_POLICY, "Origin not allowed")
-        return
-    token, subprotocol = _token(websocket)
-    refuse = functools.partial(_refuse, websocket, runtime, subprotocol=subprotocol)
-    channel = params.get("channel") or "default"
-    if not protocol.valid_channel(channel):
-        await refuse(
-            code=ErrorCode.INVALID_CHANNEL,
-            message="channel must be 1-64 letters, digits or _.:-",
-            close_code=CLOSE_POLICY,
-        )
-        return
-    try:
-        principal = await runtime.auth.authenticate(token=token, uid=params.get("uid"))
-    except AuthError as exc:
-        runtime.metrics.auth_failures.labels(exc.reason).inc()
-        log.info("authentication refused", extra={"reason": exc.reason})
-        code = ErrorCode.INVALID_USER if exc.reason == "invalid_uid" else ErrorCode.UNAUTHORIZED
-        await refuse(code=code, message=exc.message, close_code=CLOSE_POLICY)
-        return
-    if len(runtime.sessions) >= settings.max_connections:
-        await refuse(
-            code=ErrorCode.TOO_MANY_CONNECTIONS,
-            message="server is full; try again later",
-            close_code=CLOSE_TRY_LATER,
-        )
-        return
-    if runtime.per_user.get(principal.user_id, 0) >= settings.max_connections_per_user:
-        await refuse(
-            code=ErrorCode.TOO_MANY_CONNECTIONS,
-            message=f"at most {settings.max_connections_per_user} connections per user",
-            close_code=CLOSE_POLICY,
-        )
-        return
-    identity = Identity(
-        principal.user_id,
-        channel,
-        claimed_user_id=params.get("uid") if principal.authenticated else None,
-    )
-    member = Member(
-        principal.user_id,
-        protocol.clean_username(params.get("username")) or principal.name,
-        protocol.clean_color(params.get("color")),
-    )
-    session = Session(runtime, websocket, identity=identity, member=member)
+    session = Session(runtime, websocket, identity=admitted.identity, member=admitted.member)
     token_cid = logs.correlation_id.set(session.conn_id)
     try:
-        await session.run(subprotocol=subprotocol)
+        await session.run(subprotocol=admitted.subprotocol)
     except asyncio.CancelledError:
         task = asyncio.current_task()
         if not session.killed or task is None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from starlette.websockets import WebSocket
 
-from chatserver import session
+from chatserver import admission, session
 from chatserver.app import build_runtime
 from chatserver.settings import Settings
 
@@ -100,3 +100,49 @@ async def test_a_handshake_that_fails_in_accept_frees_its_slot() -> None:
         await session.serve(runtime, ws)
     assert runtime.per_user == {}
     assert not runtime.sessions
+
+
+def _ws(query: str = "", headers: list[tuple[bytes, bytes]] | None = None) -> WebSocket:
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    s = scope(query)
+    s["headers"] = headers or []
+    return WebSocket(s, receive, send)
+
+
+@pytest.mark.parametrize(
+    ("query", "headers", "expected"),
+    [
+        ("token=q", [(b"authorization", b"Bearer h")], ("q", None)),
+        ("", [(b"authorization", b"Bearer h")], ("h", None)),
+        ("", [(b"sec-websocket-protocol", b"bearer, p")], ("p", "bearer")),
+        ("token=q", [(b"sec-websocket-protocol", b"bearer, p")], ("q", "bearer")),
+        ("", [(b"authorization", b"Basic x")], (None, None)),
+        ("", [(b"sec-websocket-protocol", b"bearer")], (None, "bearer")),
+    ],
+)
+def test_the_token_is_taken_from_query_header_then_subprotocol(
+    query: str, headers: list[tuple[bytes, bytes]], expected: tuple[str | None, str | None]
+) -> None:
+    assert admission.presented_token(_ws(query, headers)) == expected
+
+
+async def test_admit_names_who_joins_where() -> None:
+    runtime = build_runtime(Settings())
+    admitted = await admission.admit(
+        runtime, _ws("uid=u-1&username=Ann&color=%23112233&channel=room")
+    )
+    assert admitted is not None
+    assert (admitted.identity.user_id, admitted.identity.channel_id) == ("u-1", "room")
+    assert (admitted.member.username, admitted.member.color) == ("Ann", "#112233")
+    assert admitted.subprotocol is None
+
+
+async def test_a_draining_runtime_admits_nobody() -> None:
+    runtime = build_runtime(Settings())
+    runtime.draining = True
+    assert await admission.admit(runtime, _ws("uid=u-1&channel=room")) is None
