@@ -1,8 +1,8 @@
 """Local fan-out: the connections of this process, grouped by channel.
 
 A frame arrives from the broker once per process; it is decoded once to read who sent
-it, and the same text object, with the same prepared WebSocket frame, is offered to
-every receiver (sent at once when its socket has room, else queued). Queues are
+it, and one :class:`wire.Outgoing` value (its text, and the WebSocket frame built at most
+once) is offered to every receiver (sent at once when its socket has room, else queued). Queues are
 bounded: a receiver whose queue is full is dropped (close 1013), never allowed to stall
 its room.
 May use: ``broker``, ``protocol``, ``metrics``, ``wire``.
@@ -17,10 +17,10 @@ from typing import Protocol
 
 import orjson
 
-from chatserver.broker.base import Broker
+from chatserver.broker.base import PubSub
 from chatserver.metrics import Metrics
 from chatserver.protocol import FrameType
-from chatserver.wire import text_frame
+from chatserver.wire import Outgoing
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +34,15 @@ class Receiver(Protocol):
     @property
     def user_id(self) -> str: ...
 
-    def offer(self, text: str, frame: bytes | None = None) -> bool:
-        """Send or queue ``text`` without waiting; False when the queue is full.
-
-        ``frame``, when given, is ``text`` as a prepared WebSocket frame (``wire``)."""
+    def offer(self, message: Outgoing) -> bool:
+        """Send or queue ``message`` without waiting; False when the queue is full."""
 
     def overflow(self) -> None:
         """Called once the receiver fell too far behind: close it."""
 
 
 class Hub:
-    def __init__(self, broker: Broker, metrics: Metrics) -> None:
+    def __init__(self, broker: PubSub, metrics: Metrics) -> None:
         self._broker = broker
         self._metrics = metrics
         self._rooms: dict[str, dict[str, Receiver]] = {}
@@ -94,14 +92,13 @@ class Hub:
         # Chat goes to everyone except the author's user (all of their tabs); presence
         # events go to everyone.
         skip = sender if kind == FrameType.CHAT else None
-        text = data.decode("utf-8")
-        frame = text_frame(data)
+        message = Outgoing(data.decode("utf-8"), data)
         delivered = 0
         slow: list[Receiver] = []
         for receiver in list(room.values()):
             if receiver.user_id == skip:
                 continue
-            if receiver.offer(text, frame):
+            if receiver.offer(message):
                 delivered += 1
             else:
                 slow.append(receiver)

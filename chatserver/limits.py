@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from chatserver.broker.base import Broker
+from chatserver.broker.base import Counter
 
 WINDOW_S = 60
 
@@ -20,7 +20,7 @@ class MessageLimiter:
     broker, so the limit holds across every pod.
     """
 
-    def __init__(self, broker: Broker, *, per_minute: int) -> None:
+    def __init__(self, broker: Counter, *, per_minute: int) -> None:
         self._broker = broker
         self.per_minute = per_minute
 

@@ -15,7 +15,7 @@ import time
 
 import orjson
 
-from chatserver.broker.base import Broker, BrokerUnavailable
+from chatserver.broker.base import BrokerUnavailable, PresenceStore
 from chatserver.protocol import FrameType, Member, presence_frame
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def unique(members: list[Member]) -> list[Member]:
 
 
 class Presence:
-    def __init__(self, broker: Broker, *, ttl_s: float) -> None:
+    def __init__(self, broker: PresenceStore, *, ttl_s: float) -> None:
         self._broker = broker
         self._ttl_ms = int(ttl_s * 1000)
         self._local: dict[str, tuple[str, Member]] = {}  # connection key -> (channel, member)

@@ -83,9 +83,10 @@ class Session:
 
     # --- hub.Receiver ----------------------------------------------------------------
 
-    def offer(self, text: str, frame: bytes | None = None) -> bool:
+    def offer(self, message: wire.Outgoing) -> bool:
         if self._closing:
             return True
+        text = message.text
         if self._replayed and text in self._replayed:
             self._replayed.discard(text)
             return True
@@ -98,7 +99,7 @@ class Session:
             return False
         if self._sending or self._queue:
             self._enqueue(text)
-        elif frame is None or self._write_frame is None or not self._write_frame(frame):
+        elif self._write_frame is None or not self._write_frame(message.frame):
             self._send_now(text)
         return True
 
@@ -217,17 +218,17 @@ class Session:
         sync = protocol.user_sync_frame(
             members, channel_id=channel, user_id=self.user_id, timestamp_ms=now_ms()
         )
-        self.offer(protocol.encode(sync))
+        self.offer(wire.Outgoing(protocol.encode(sync)))
         replayed = set()
         for data in replay:  # the newest that fit the count and byte budgets, oldest first
             if orjson.loads(data).get("user_id") != self.user_id:
                 text = data.decode("utf-8")
                 replayed.add(text)
-                self.offer(text)
+                self.offer(wire.Outgoing(text, data))
         for text in held:
             # Published between our subscribe and the replay read: already replayed.
             if text not in replayed:
-                self.offer(text)
+                self.offer(wire.Outgoing(text))
             else:
                 replayed.discard(text)
         if replayed:
@@ -392,7 +393,7 @@ class Session:
     def _send_error(self, code: ErrorCode, message: str, *, message_id: str | None = None) -> None:
         self.rt.metrics.frames_rejected.labels(code.value).inc()
         frame = protocol.error_frame(code, message, message_id=message_id)
-        if not self.offer(protocol.encode(frame)):
+        if not self.offer(wire.Outgoing(protocol.encode(frame))):
             self.overflow()
 
     def _strike(self, error: ProtocolError, *, close_code: int) -> None:

@@ -36,6 +36,26 @@ def text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
+class Outgoing:
+    """One message for many sockets: its text, and the same text as a prepared frame,
+    built on first use and then shared by every receiver that can write it."""
+
+    __slots__ = ("_data", "_frame", "text")
+
+    def __init__(self, text: str, data: bytes | None = None) -> None:
+        self.text = text
+        self._data = data  # ``text`` as UTF-8, when the caller has it already
+        self._frame: bytes | None = None
+
+    @property
+    def frame(self) -> bytes:
+        frame = self._frame
+        if frame is None:
+            data = self._data if self._data is not None else self.text.encode()
+            frame = self._frame = text_frame(data)
+        return frame
+
+
 class ConnectionControl(Protocol):
     """What a server that owns the socket offers beyond ASGI (``CONTROL_EXTENSION``):
     ending a connection whose peer stopped reading, which an ASGI close cannot do

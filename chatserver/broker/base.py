@@ -1,9 +1,17 @@
-"""The broker interface shared by every implementation."""
+"""The broker: three small interfaces, and the class that implements all three.
+
+Each user of the broker depends only on the part it needs: the hub on :class:`PubSub`
+(fan-out and the late-joiner replay), presence on :class:`PresenceStore`, the rate
+limiter on :class:`Counter`. :class:`Broker` is what both implementations
+(``memory_broker``, ``redis_broker``) provide: the three together, with one lifecycle
+and one readiness report.
+"""
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 from chatserver.protocol import Member
 
@@ -18,8 +26,56 @@ class BrokerUnavailable(Exception):
     """The broker cannot be reached now; the operation may succeed later."""
 
 
+class PubSub(Protocol):
+    """Cross-process publish/subscribe, and the recent frames kept for late joiners."""
+
+    def set_handler(self, handler: MessageHandler) -> None: ...
+
+    async def subscribe(self, channel: str) -> None: ...
+
+    async def unsubscribe(self, channel: str) -> None: ...
+
+    async def publish(self, channel: str, data: bytes) -> None: ...
+
+    async def publish_recent(
+        self, channel: str, *, key: str, data: bytes, timestamp_ms: int, keep_ms: int
+    ) -> None: ...
+
+    async def recent(
+        self, channel: str, *, since_ms: int, limit: int, max_bytes: int
+    ) -> list[bytes]: ...
+
+
+class PresenceStore(Protocol):
+    """Who is in which room, one expiring record per connection; and a way to announce
+    changes to the room."""
+
+    async def presence_set(
+        self, channel: str, *, key: str, member: Member, expires_ms: int
+    ) -> None: ...
+
+    async def presence_refresh(
+        self, entries: Sequence[tuple[str, str]], *, expires_ms: int
+    ) -> list[tuple[str, str]]: ...
+
+    async def presence_remove(self, channel: str, *, key: str) -> None: ...
+
+    async def presence_list(self, channel: str, *, now_ms: int) -> list[Member]: ...
+
+    async def presence_sweep(self, channel: str, *, now_ms: int) -> list[Member]: ...
+
+    async def publish(self, channel: str, data: bytes) -> None: ...
+
+
+class Counter(Protocol):
+    """Counters shared by every process, for rate limits."""
+
+    async def count(self, key: str, *, window_s: int) -> int: ...
+
+
 class Broker(abc.ABC):
-    """Publish/subscribe plus the small shared state a chat room needs."""
+    """:class:`PubSub`, :class:`PresenceStore` and :class:`Counter` in one backend, with
+    its lifecycle (``start``, ``close``), readiness (``checks``) and a recovery hook."""
 
     def __init__(self) -> None:
         self._handler: MessageHandler | None = None

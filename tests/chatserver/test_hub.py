@@ -6,7 +6,7 @@ import orjson
 from chatserver.broker.memory_broker import MemoryBroker
 from chatserver.hub import Hub
 from chatserver.metrics import Metrics
-from chatserver.wire import text_frame
+from chatserver.wire import Outgoing, text_frame
 
 
 @dataclasses.dataclass(eq=False)
@@ -18,11 +18,11 @@ class Receiver:
     prepared: list[bytes | None] = dataclasses.field(default_factory=list)
     overflowed: bool = False
 
-    def offer(self, text: str, frame: bytes | None = None) -> bool:
+    def offer(self, message: Outgoing) -> bool:
         if len(self.frames) >= self.capacity:
             return False
-        self.frames.append(text)
-        self.prepared.append(frame)
+        self.frames.append(message.text)
+        self.prepared.append(message.frame)
         return True
 
     def overflow(self) -> None:
