@@ -162,7 +162,7 @@ def build_hpa(ctx: common.Context) -> common.Manifest | None:
             "maxReplicas": a.max_replicas,
             "metrics": [
                 _utilization("cpu", a.target_cpu),
-                _utilization("memory", a.target_memory),
+                *([_utilization("memory", a.target_memory)] if a.target_memory else []),
             ],
             "behavior": {
                 "scaleDown": {

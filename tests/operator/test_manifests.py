@@ -420,3 +420,14 @@ def test_hpa_scale_down_window_follows_the_spec() -> None:
     assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 20
     default = by_kind(build({}), "HorizontalPodAutoscaler", "chat-backend")
     assert default["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+
+
+def test_a_zero_memory_target_scales_on_cpu_alone() -> None:
+    hpa = by_kind(
+        build({"autoscaling": {"targetMemoryUtilizationPercentage": 0}}),
+        "HorizontalPodAutoscaler",
+        "chat-backend",
+    )
+    assert [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["cpu"]
+    default = by_kind(build({}), "HorizontalPodAutoscaler", "chat-backend")
+    assert [m["resource"]["name"] for m in default["spec"]["metrics"]] == ["cpu", "memory"]
