@@ -23,8 +23,16 @@ ME="$(hostname).${HEADLESS_SERVICE}"
 set -- redis-server --port 6379 --dir /data --protected-mode no \\
   --requirepass "$REDIS_PASSWORD" --masterauth "$REDIS_PASSWORD"
 if [ "${SENTINEL_SERVICE:-}" != "" ]; then
-  MASTER="$(env -u REDISCLI_AUTH redis-cli -h "$SENTINEL_SERVICE" -p 26379 \\
-    sentinel get-master-addr-by-name "$MASTER_SET" 2>/dev/null | head -n1 || true)"
+  . /scripts/sentinel-lib.sh
+  MASTER="$(master)"
+  if [ "$MASTER" = "$ME" ]; then
+    # The sentinels still name this pod, which has just restarted: have them promote
+    # a replica instead of coming back as master with what this pod kept (nothing, on
+    # an emptyDir), which the replicas would then copy. Alone (every pod restarting
+    # at once), it starts as master after 20 s.
+    hand_over 20
+    MASTER="$(master)"
+  fi
   [ -n "$MASTER" ] || MASTER="${STATEFULSET}-0.${HEADLESS_SERVICE}"
   set -- "$@" --replica-announce-ip "$ME"
   if [ "$MASTER" != "$ME" ]; then set -- "$@" --replicaof "$MASTER" 6379; fi
@@ -32,13 +40,54 @@ fi
 exec "$@"
 """
 
+SENTINEL_LIB = """\
+# Shared by the Redis scripts: ask the sentinels, and hand mastership over.
+# master: the master the sentinels name, or nothing if none answers. The Service
+# reaches only ready pods; each peer is asked too (the headless names resolve before
+# pods are ready), so a pod restarting while the Service has no endpoint does not
+# mistake itself for the first pod of a new installation.
+master() {
+  for host in "$SENTINEL_SERVICE" $SENTINEL_PEERS; do
+    [ "$host" = "$ME" ] && continue
+    m="$(env -u REDISCLI_AUTH timeout 2 redis-cli -h "$host" -p 26379 \\
+      sentinel get-master-addr-by-name "$MASTER_SET" 2>/dev/null | head -n1 || true)"
+    if [ -n "$m" ]; then echo "$m"; return 0; fi
+  done
+}
+# hand_over SECONDS: while the sentinels name this pod as master, ask one of them to
+# fail over to a replica (again only every 10 s: a second request to a sentinel that
+# has not yet heard of the first would promote a second replica); give up after SECONDS.
+hand_over() {
+  i=0
+  while [ "$(master)" = "$ME" ] && [ "$i" -lt "$1" ]; do
+    if [ $((i % 10)) -eq 0 ]; then
+      env -u REDISCLI_AUTH timeout 2 redis-cli -h "$SENTINEL_SERVICE" -p 26379 \\
+        sentinel failover "$MASTER_SET" >/dev/null 2>&1 || true
+    fi
+    sleep 1
+    i=$((i + 1))
+  done
+}
+"""
+
+REDIS_PRESTOP = """\
+#!/bin/sh
+# Before a master pod stops (rolling update, drain, delete): hand mastership to a
+# replica first, so writers see a failover of a second or two rather than the
+# sentinels' 5 s wait for a master that is gone.
+set -u
+ME="$(hostname).${HEADLESS_SERVICE}"
+. /scripts/sentinel-lib.sh
+hand_over 15
+"""
+
 SENTINEL_START = """\
 #!/bin/sh
 # Write a fresh sentinel.conf (sentinel rewrites it at run time) and start.
 set -eu
 ME="$(hostname).${HEADLESS_SERVICE}"
-MASTER="$(env -u REDISCLI_AUTH redis-cli -h "$SENTINEL_SERVICE" -p 26379 \\
-  sentinel get-master-addr-by-name "$MASTER_SET" 2>/dev/null | head -n1 || true)"
+. /scripts/sentinel-lib.sh
+MASTER="$(master)"
 [ -n "$MASTER" ] || MASTER="${STATEFULSET}-0.${HEADLESS_SERVICE}"
 umask 077
 cat > /sentinel/sentinel.conf <<CONF
@@ -66,6 +115,8 @@ def build_scripts(ctx: common.Context) -> common.Manifest | None:
     data = {"redis-start.sh": REDIS_START}
     if _sentinel(ctx):
         data["sentinel-start.sh"] = SENTINEL_START
+        data["sentinel-lib.sh"] = SENTINEL_LIB
+        data["redis-prestop.sh"] = REDIS_PRESTOP
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -89,6 +140,13 @@ def _env(ctx: common.Context) -> list[common.Manifest]:
             {"name": "SENTINEL_SERVICE", "value": f"{names.redis_sentinel}.{ctx.namespace}.svc"},
             {"name": "QUORUM", "value": str(ctx.spec.redis.replicas // 2 + 1)},
             {"name": "MASTER_SET", "value": specs.DEFAULT_MASTER_NAME},
+            {
+                "name": "SENTINEL_PEERS",
+                "value": " ".join(
+                    f"{names.redis}-{i}.{names.redis_headless}.{ctx.namespace}.svc"
+                    for i in range(ctx.spec.redis.replicas)
+                ),
+            },
         ]
     return env
 
@@ -125,6 +183,9 @@ def _containers(ctx: common.Context) -> list[common.Manifest]:
         }
     ]
     if _sentinel(ctx):
+        containers[0]["lifecycle"] = {
+            "preStop": {"exec": {"command": ["sh", "/scripts/redis-prestop.sh"]}}
+        }
         sping = "env -u REDISCLI_AUTH redis-cli -p 26379 ping | grep -q PONG"
         containers.append(
             {

@@ -57,6 +57,11 @@ PROBE_INTERVAL_S = 0.2
 # After the subscriber comes back from an outage, publishes wait this long, so that the
 # other pods' subscribers (woken by their own probes) are back too.
 RESUBSCRIBE_SETTLE_S = 1.0
+# After its subscriber was away, the process delivers the chat frames kept for late
+# joiners that were published since it went (and this much before, for frames in
+# flight): what other processes published while this one could not hear it.
+CATCH_UP_MARGIN_MS = 1000
+CATCH_UP_MAX_BYTES = 1 << 20
 _OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 
 # KEYS: hash, zset, pubsub channel. ARGV: key, data, ts, cutoff, ttl_ms, cap
@@ -193,6 +198,7 @@ class RedisBroker(Broker):
         self._probe: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._publish_after = 0.0
+        self._lost_at_ms: int | None = None
         self._channels: set[str] = set()
         self._confirmed: dict[str, asyncio.Event] = {}
         self._pubsub: PubSub | None = None
@@ -239,6 +245,7 @@ class RedisBroker(Broker):
                 if attempt:
                     log.info("redis subscriber reconnected", extra={"attempts": attempt})
                     self._publish_after = time.monotonic() + RESUBSCRIBE_SETTLE_S
+                    await self._catch_up()
                     self._recovered()
                 attempt = 0
                 await self._read(pubsub)
@@ -249,6 +256,8 @@ class RedisBroker(Broker):
                     else:
                         log.error("redis subscriber failed", exc_info=exc)
                 self._metrics.broker_reconnects.inc()
+                if self._lost_at_ms is None:
+                    self._lost_at_ms = int(time.time() * 1000)
                 delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0)
                 attempt += 1
                 self._pubsub = None
@@ -264,6 +273,35 @@ class RedisBroker(Broker):
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(1.0):
                         await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _catch_up(self) -> None:
+        """Deliver what was published while the subscriber was away (a failover, a
+        dropped connection): the chat frames kept for late joiners since then, oldest
+        first, before any live frame read after them. A frame delivered twice shows the
+        same text again; a frame lost would leave a user's text unseen in this process."""
+        lost_at, self._lost_at_ms = self._lost_at_ms, None
+        if lost_at is None:
+            return
+        since = lost_at - CATCH_UP_MARGIN_MS
+        delivered = 0
+        for channel in list(self._channels):
+            keys = [f"{PREFIX}:recent:{channel}", f"{PREFIX}:recent-ts:{channel}"]
+            try:
+                # Straight to Redis: the subscriber just got through, even if the
+                # command client's probe has not said so yet.
+                async with asyncio.timeout(RESUBSCRIBE_TIMEOUT_S):
+                    values = await self._recent(
+                        keys=keys, args=[since, RECENT_CAP, CATCH_UP_MAX_BYTES]
+                    )
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.warning("catch-up after reconnect skipped: %s", type(exc).__name__)
+                return
+            frames = [v for v in reversed(values) if v is not None]
+            for data in frames:
+                self._deliver(channel, data)
+            delivered += len(frames)
+        if delivered:
+            log.info("caught up after reconnect", extra={"frames": delivered})
 
     async def _read(self, pubsub: PubSub) -> None:
         prefix_len = len(_chan(""))

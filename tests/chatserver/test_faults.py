@@ -12,12 +12,14 @@ import json
 import re
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -535,3 +537,82 @@ async def test_repeated_bad_frames_close_the_socket(
         code, reason = await c.closed(timeout=5)
         assert code == close_code, f"closed with {code} {reason!r}, expected {close_code}"
         assert error_code in (reason or ""), reason
+
+
+def _pubsub_connections_of(redis: RedisProcess, pid: int) -> list[str]:
+    """The client addresses of process ``pid``'s subscriber connections to ``redis``."""
+    listing = subprocess.run(
+        ["redis-cli", "-p", str(redis.port), "CLIENT", "LIST", "TYPE", "pubsub"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    sockets = subprocess.run(
+        ["ss", "-tnpH", "state", "established", "dst", f"127.0.0.1:{redis.port}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    mine = {line.split()[2] for line in sockets.splitlines() if f"pid={pid}," in line}
+    return [addr for addr in re.findall(r"addr=(\S+)", listing) if addr in mine]
+
+
+@pytest.mark.redis
+async def test_a_subscriber_that_drops_catches_up_on_what_others_published_meanwhile(
+    redis_server: RedisProcess, chat_server: ChatFactory
+) -> None:
+    """Only pod b's subscriber connection is cut (as in a Sentinel failover, where each
+    pod notices at its own moment): pod a keeps publishing, and b's user still gets every
+    frame, because b reads what it missed from the replay store once it is back."""
+    env = {"ASOCIAL_REDIS_URL": redis_server.url, "ASOCIAL_RATE_LIMIT_PER_MINUTE": "100000"}
+    a, b = chat_server(name="a", **env), chat_server(name="b", **env)
+    room = "catch-up"
+    async with (
+        joined(a.ws(f"uid=writer&channel={room}")) as wc,
+        joined(b.ws(f"uid=reader&channel={room}")) as rc,
+    ):
+        reader, writer_frames = Collector(rc), Collector(wc)
+        sender = Sender(wc, "writer", interval=0.04)  # under the 30 frames/s limit
+        try:
+            await eventually(
+                lambda: len(reader.numbers_from("writer")) > 20, timeout=10, what="traffic"
+            )
+            admin = redis.Redis(port=redis_server.port)  # its connection stays open
+            for _ in range(3):
+                cut = _pubsub_connections_of(redis_server, b.proc.pid)
+                assert cut, "pod b has no subscriber connection"
+                # No new connection for a second, so b's subscriber stays away that
+                # long, as one does while a Sentinel failover completes.
+                clients = admin.info("clients")["connected_clients"]
+                admin.config_set("maxclients", clients - len(cut))
+                for addr in cut:
+                    admin.client_kill(addr)
+                await asyncio.sleep(1.0)  # pacing: the length of b's absence
+                admin.config_set("maxclients", 10000)
+                await eventually(
+                    lambda cut=cut: (
+                        _pubsub_connections_of(redis_server, b.proc.pid) not in ([], cut)
+                    ),
+                    timeout=10,
+                    what="pod b's subscriber back",
+                )
+                await asyncio.sleep(0.5)  # pacing: traffic between the cuts
+            admin.close()
+            sent = await sender.pause()
+            refused = {
+                int(f["message_id"].rsplit("-", 1)[1])
+                for f in writer_frames.frames
+                if f["type"] == "error" and f.get("message_id")
+            }
+            wanted = set(range(1, sent + 1)) - refused
+
+            def missing() -> set[int]:
+                return wanted - reader.numbers_from("writer")
+
+            with contextlib.suppress(AssertionError):
+                await eventually(lambda: not missing(), timeout=5, what="every frame")
+            assert not missing(), f"{len(missing())} of {sent} frames never reached pod b"
+        finally:
+            await sender.stop()
+            await reader.stop()
+            await writer_frames.stop()

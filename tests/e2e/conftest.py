@@ -182,7 +182,9 @@ class Stack:
         )
 
     def status(self) -> dict[str, Any]:
-        return get_json(self.kubectl, "asi", self.name, "-n", self.namespace).get("status", {})
+        body = get_json(self.kubectl, "asi", self.name, "-n", self.namespace)
+        status: dict[str, Any] = body.get("status", {})
+        return status
 
     def wait_ready(self, timeout: float = 240.0) -> float:
         """Seconds until the instance's phase is Ready for its current generation."""
@@ -193,7 +195,7 @@ class Stack:
             status = body.get("status", {})
             conditions = {c["type"]: c for c in status.get("conditions", [])}
             cond = conditions.get("Ready", {})
-            return (
+            return bool(
                 status.get("phase") == "Ready"
                 and cond.get("observedGeneration") == body["metadata"]["generation"]
             )

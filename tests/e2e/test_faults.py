@@ -5,11 +5,12 @@ leading operator pod killed while a change is being made."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -59,6 +60,41 @@ async def poll_ready_endpoints(urls: list[str], until: Callable[[], bool]) -> di
     return unready
 
 
+@contextlib.asynccontextmanager
+async def accounted_traffic(stack: Stack) -> AsyncIterator[tuple[Numbered, Watcher]]:
+    """A writer on one backend pod and a watcher on another, already chatting; on a
+    clean exit the writer stops and every frame it sent must be accounted for
+    (delivered or refused) within 10 s."""
+    a, b, _ = stack.backend_urls()
+    channel = room()
+    watcher = Watcher(ws_to(b), channel)
+    writer = Numbered(ws_to(a), channel, "writer", rate=10)
+    try:
+        await asyncio.to_thread(
+            wait_for, lambda: len(writer.delivered(watcher)) > 10, "traffic", 20
+        )
+        yield writer, watcher
+        await writer.stop()
+        await asyncio.to_thread(
+            wait_for, lambda: not writer.unaccounted(watcher), "every frame accounted", 10
+        )
+    finally:
+        await writer.stop()
+        await watcher.stop()
+    assert not writer.other_errors, writer.other_errors[:3]
+
+
+def frames_and_gap(writer: Numbered, watcher: Watcher) -> tuple[str, float]:
+    """What happened to the writer's frames, and the longest pause between deliveries."""
+    counts = (
+        f"{len(writer.sent)} sent, {len(writer.delivered(watcher))} delivered, "
+        f"{len(writer.refused)} refused (unavailable), "
+        f"{len(writer.unaccounted(watcher))} lost"
+    )
+    gap = largest_gap([t for (u, _), t in watcher.seen_at.items() if u == writer.uid])
+    return counts, round(gap, 1)
+
+
 def restarts(stack: Stack, component: str) -> int:
     return sum(
         c.get("restartCount", 0)
@@ -73,14 +109,7 @@ async def test_deleting_the_redis_pod_loses_nothing_silently(
     stack = stack_factory("chat")
     stack.apply({"backend": {"rateLimitPerMinute": 100000}})
     stack.wait_ready()
-    a, b, _ = stack.backend_urls()
-    channel = room()
-    watcher = Watcher(ws_to(b), channel)
-    writer = Numbered(ws_to(a), channel, "writer", rate=10)
-    try:
-        await asyncio.to_thread(
-            wait_for, lambda: len(writer.delivered(watcher)) > 10, "traffic", 20
-        )
+    async with accounted_traffic(stack) as (writer, watcher):
         deleted = time.monotonic()
         stack.kubectl("delete", "pod", "chat-redis-0", "-n", stack.namespace, "--wait=false")
         recovered: list[float] = []
@@ -95,42 +124,32 @@ async def test_deleting_the_redis_pod_loses_nothing_silently(
             return ok
 
         done = asyncio.Event()
-        polling = asyncio.create_task(poll_ready_endpoints([a, b], done.is_set))
+        polling = asyncio.create_task(poll_ready_endpoints(stack.backend_urls(), done.is_set))
         await asyncio.to_thread(wait_for, all_ready_again, "backends ready after Redis", 90)
         await asyncio.sleep(3)  # typing goes on after the recovery
         done.set()
         unready = await polling
-        await writer.stop()
-        await asyncio.to_thread(
-            wait_for, lambda: not writer.unaccounted(watcher), "every frame accounted", 10
-        )
-    finally:
-        await writer.stop()
-        await watcher.stop()
     assert writer.refused, "no frame was refused: did the outage happen?"
-    assert not writer.other_errors, writer.other_errors[:3]
     assert restarts(stack, "backend") == 0, "a backend restarted (crash loop?)"
     stack.wait_ready()
+    counts, gap = frames_and_gap(writer, watcher)
     report.record("redis_pod_deleted_backends_ready_again_seconds", round(recovered[0], 1))
     report.record("redis_pod_deleted_backend_unready_seconds", round(max(unready.values()), 1))
-    report.record(
-        "redis_pod_deleted_frames",
-        f"{len(writer.sent)} sent, {len(writer.delivered(watcher))} delivered, "
-        f"{len(writer.refused)} refused (unavailable), 0 lost",
-    )
-    report.record(
-        "redis_pod_deleted_chat_gap_seconds",
-        round(largest_gap([t for (u, _), t in watcher.seen_at.items() if u == writer.uid]), 1),
-    )
+    report.record("redis_pod_deleted_frames", counts)
+    report.record("redis_pod_deleted_chat_gap_seconds", gap)
 
 
-async def test_sentinel_failover_after_the_master_pod_is_deleted(
+async def test_sentinel_fails_over_when_the_master_pod_is_killed_or_deleted(
     stack_factory: Callable[[str], Stack], report: Report
 ) -> None:
+    """Killed (no preStop): the sentinels promote a replica and the pod, back within
+    seconds, joins as a replica instead of reclaiming mastership with no data. Deleted
+    (graceful): its preStop hands mastership over before it stops."""
     stack = stack_factory("chat")
     stack.apply({"redis": {"replicas": 3}, "backend": {"rateLimitPerMinute": 100000}})
     stack.wait_ready(timeout=300)
     sentinel = stack.service_ip("chat-redis-sentinel")
+    password = stack.secret_value("chat-redis-auth", "redis-password")
 
     def master() -> str:
         answer = redis_call(
@@ -138,49 +157,51 @@ async def test_sentinel_failover_after_the_master_pod_is_deleted(
         ).decode()
         return next(line for line in answer.split("\r\n") if line.startswith("chat-redis-"))
 
-    old_master = master().split(".")[0]
-    a, b, _ = stack.backend_urls()
-    channel = room()
-    watcher = Watcher(ws_to(b), channel)
-    writer = Numbered(ws_to(a), channel, "writer", rate=10)
-    try:
-        await asyncio.to_thread(
-            wait_for, lambda: len(writer.delivered(watcher)) > 10, "traffic", 20
-        )
-        deleted = time.monotonic()
-        stack.kubectl("delete", "pod", old_master, "-n", stack.namespace, "--wait=false")
-        new_master = await asyncio.to_thread(
-            wait_for,
-            lambda: (m := master().split(".")[0]) != old_master and m,
-            "a new master",
-            90,
-        )
-        promoted = time.monotonic() - deleted
-        sent_after = len(writer.sent)
-        await asyncio.to_thread(
-            wait_for,
-            lambda: any(n > sent_after for n in writer.delivered(watcher)),
-            "chat after the failover",
-            60,
-        )
-        resumed = time.monotonic() - deleted
-        await asyncio.sleep(2)
-        await writer.stop()
-        await asyncio.to_thread(
-            wait_for, lambda: not writer.unaccounted(watcher), "every frame accounted", 10
-        )
-    finally:
-        await writer.stop()
-        await watcher.stop()
-    assert new_master != old_master
-    assert not writer.other_errors, writer.other_errors[:3]
-    stack.wait_ready(timeout=180)
-    report.record("sentinel_master_deleted_new_master_seconds", round(promoted, 1))
-    report.record("sentinel_master_deleted_chat_resumed_seconds", round(resumed, 1))
-    report.record(
-        "sentinel_master_deleted_chat_gap_seconds",
-        round(largest_gap([t for (u, _), t in watcher.seen_at.items() if u == writer.uid]), 1),
-    )
+    def roles() -> dict[str, str]:
+        out = {}
+        for pod in stack.pods("redis"):
+            answer = redis_call(pod["status"]["podIP"], 6379, ("AUTH", password), ("ROLE",))
+            out[pod["metadata"]["name"]] = "master" if b"master" in answer[:40] else "replica"
+        return out
+
+    def three_roles() -> dict[str, str] | None:
+        found = roles()
+        return found if len(found) == 3 else None
+
+    async with accounted_traffic(stack) as (writer, watcher):
+        for how, flags in (("killed", ["--grace-period=0", "--force"]), ("deleted", [])):
+            old_master = master().split(".")[0]
+            started = time.monotonic()
+            stack.kubectl(
+                "delete", "pod", old_master, "-n", stack.namespace, "--wait=false", *flags
+            )
+            new_master = await asyncio.to_thread(
+                wait_for,
+                lambda old=old_master: (m := master().split(".")[0]) != old and m,
+                f"a new master after the master was {how}",
+                90,
+            )
+            promoted = time.monotonic() - started
+            sent_after = len(writer.sent)
+            await asyncio.to_thread(
+                wait_for,
+                lambda n0=sent_after: any(n > n0 for n in writer.delivered(watcher)),
+                f"chat after the master was {how}",
+                60,
+            )
+            resumed = time.monotonic() - started
+            report.record(f"sentinel_master_{how}_new_master_seconds", round(promoted, 1))
+            report.record(f"sentinel_master_{how}_chat_resumed_seconds", round(resumed, 1))
+            await asyncio.to_thread(stack.wait_ready, 180)
+            found = await asyncio.to_thread(
+                wait_for, three_roles, "three Redis pods answering ROLE", 60
+            )
+            assert sorted(found.values()) == ["master", "replica", "replica"], found
+            assert found[new_master] == "master", (new_master, found)
+            assert found[old_master] == "replica", (old_master, found)
+    counts, gap = frames_and_gap(writer, watcher)
+    report.record("sentinel_failovers_frames", counts)
+    report.record("sentinel_failovers_longest_chat_gap_seconds", gap)
 
 
 def test_persistent_redis_keeps_its_data_across_a_pod_restart(
