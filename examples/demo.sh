@@ -37,19 +37,24 @@ devcluster/devcluster up >/dev/null
 say "building asocial-chat and asocial-operator (make images; cached by content)"
 devcluster/devcluster images >/dev/null
 
+# Run again after a code change, the images keep their tags: pods that exist are
+# restarted onto the new content.
+restart_if_present() {  # NAMESPACE DEPLOYMENT
+  if kubectl get deploy "$2" -n "$1" >/dev/null 2>&1; then
+    kubectl rollout restart "deploy/$2" -n "$1" >/dev/null
+  fi
+}
+
 say "installing the operator: kubectl apply -k deploy/devcluster/"
 kubectl apply --server-side --force-conflicts -k deploy/devcluster/ >/dev/null
 kubectl wait --for=condition=Established --timeout=60s crd/asocialinstances.asocial.io >/dev/null
-# A new image under the same tag: roll the pods onto it.
-if [[ "$(kubectl get deploy asocial-operator -n asocial-system \
-      -o jsonpath='{.metadata.generation}')" != 1 ]]; then
-  kubectl rollout restart deploy/asocial-operator -n asocial-system >/dev/null
-fi
+restart_if_present asocial-system asocial-operator
 kubectl rollout status deploy/asocial-operator -n asocial-system --timeout=180s >&2
 
 say "applying examples/devcluster.yaml in namespace $NAMESPACE"
 kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl apply --server-side -n "$NAMESPACE" -f examples/devcluster.yaml >/dev/null
+restart_if_present "$NAMESPACE" "$INSTANCE-backend"
 
 say "waiting until $INSTANCE is Ready on real pods (timeout ${TIMEOUT}s)"
 last=""
