@@ -20,7 +20,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.e2e.conftest import Report, Stack, get_json
+from tests.e2e.conftest import Report, Stack, get_json, wait_for
 
 pytestmark = [pytest.mark.devcluster, pytest.mark.e2e]
 
@@ -82,6 +82,16 @@ async def test_load_scales_the_backend_up_and_quiet_scales_it_down(
     )
     stack.wait_ready()
     assert _hpa(stack)["ready"] == 1
+
+    def hpa_sees_cpu() -> bool:
+        body = get_json(stack.kubectl, "hpa", "chat-backend", "-n", stack.namespace)
+        return any(
+            m.get("resource", {}).get("current", {}).get("averageUtilization") is not None
+            for m in body.get("status", {}).get("currentMetrics") or []
+        )
+
+    # The autoscaler needs a first metrics-server sample of the new pod (every 15 s).
+    await asyncio.to_thread(wait_for, hpa_sees_cpu, "the HPA's first CPU reading", 120)
     service = f"ws://{stack.service_ip('chat-backend')}:8080/api/chat?"
     channel = "load-" + uuid.uuid4().hex[:6]
     stop = asyncio.Event()
@@ -93,7 +103,12 @@ async def test_load_scales_the_backend_up_and_quiet_scales_it_down(
     try:
         decided = ready = None
         while ready is None:
-            assert time.monotonic() - started < LOAD_SECONDS_MAX, f"no scale-up: {_hpa(stack)}"
+            failed = [t.exception() for t in load if t.done() and not t.cancelled()]
+            assert not any(failed), f"load clients failed: {failed}"
+            assert time.monotonic() - started < LOAD_SECONDS_MAX, (
+                f"no scale-up: {_hpa(stack)} "
+                f"{get_json(stack.kubectl, 'hpa', 'chat-backend', '-n', stack.namespace)['status']}"
+            )
             state = await asyncio.to_thread(_hpa, stack)
             if decided is None and state["desired"] > 1:
                 decided = time.monotonic() - started
