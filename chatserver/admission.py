@@ -5,7 +5,7 @@ Every check happens before the socket is accepted or refused and before the firs
 limits hold under simultaneous handshakes (the session registers itself in the same
 step as it is created). A refused handshake is accepted only to say why: browsers
 cannot read an HTTP refusal's reason.
-May use: ``runtime``, ``auth``, ``protocol``, ``metrics``, ``settings``.
+May use: ``runtime``, ``accounts``, ``auth``, ``protocol``, ``metrics``, ``settings``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import logging
 from starlette.websockets import WebSocket
 
 from chatserver import protocol
+from chatserver.accounts.model import AccountError, Forbidden, Invalid, Unavailable
 from chatserver.auth import AuthError
 from chatserver.protocol import (
     CLOSE_GOING_AWAY,
@@ -41,6 +42,12 @@ class Admitted:
 
 
 BEARER_SUBPROTOCOL = "bearer"
+
+_REFUSALS: dict[type[AccountError], tuple[ErrorCode, int]] = {
+    Forbidden: (ErrorCode.FORBIDDEN_ROOM, CLOSE_POLICY),
+    Unavailable: (ErrorCode.UNAVAILABLE, CLOSE_TRY_LATER),
+    Invalid: (ErrorCode.INVALID_USER, CLOSE_POLICY),
+}
 
 
 def presented_token(websocket: WebSocket) -> tuple[str | None, str | None]:
@@ -86,7 +93,8 @@ async def admit(runtime: Runtime, websocket: WebSocket) -> Admitted | None:
         await websocket.close(CLOSE_GOING_AWAY, "Server shutting down")
         return None
     origin = websocket.headers.get("origin")
-    if settings.allowed_origins and origin not in settings.allowed_origins:
+    allowed = settings.allowed_origins
+    if allowed and "*" not in allowed and origin not in allowed:
         runtime.metrics.connections_rejected.labels(ErrorCode.FORBIDDEN_ORIGIN.value).inc()
         await websocket.close(CLOSE_POLICY, "Origin not allowed")
         return None
@@ -108,6 +116,17 @@ async def admit(runtime: Runtime, websocket: WebSocket) -> Admitted | None:
         code = ErrorCode.INVALID_USER if exc.reason == "invalid_uid" else ErrorCode.UNAUTHORIZED
         await say_no(code=code, message=exc.message, close_code=CLOSE_POLICY)
         return None
+    user_id = principal.user_id
+    if runtime.accounts.identities:
+        try:
+            user_id = await runtime.accounts.socket_user(
+                principal if principal.authenticated else None, params.get("uid"), channel
+            )
+        except AccountError as exc:
+            code, close_code = _REFUSALS.get(type(exc), (ErrorCode.UNAUTHORIZED, CLOSE_POLICY))
+            log.info("socket identity refused", extra={"reason": exc.error})
+            await say_no(code=code, message=exc.message, close_code=close_code)
+            return None
     if len(runtime.sessions) >= settings.max_connections:
         await say_no(
             code=ErrorCode.TOO_MANY_CONNECTIONS,
@@ -115,7 +134,7 @@ async def admit(runtime: Runtime, websocket: WebSocket) -> Admitted | None:
             close_code=CLOSE_TRY_LATER,
         )
         return None
-    if runtime.per_user.get(principal.user_id, 0) >= settings.max_connections_per_user:
+    if runtime.per_user.get(user_id, 0) >= settings.max_connections_per_user:
         await say_no(
             code=ErrorCode.TOO_MANY_CONNECTIONS,
             message=f"at most {settings.max_connections_per_user} connections per user",
@@ -123,12 +142,12 @@ async def admit(runtime: Runtime, websocket: WebSocket) -> Admitted | None:
         )
         return None
     identity = Identity(
-        principal.user_id,
+        user_id,
         channel,
         claimed_user_id=params.get("uid") if principal.authenticated else None,
     )
     member = Member(
-        principal.user_id,
+        user_id,
         protocol.clean_username(params.get("username")) or principal.name,
         protocol.clean_color(params.get("color")),
     )

@@ -24,7 +24,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 
-from chatserver import logs, session
+from chatserver import accounts, api, logs, session
+from chatserver.accounts.model import AccountError
+from chatserver.accounts.service import AccountService
 from chatserver.auth import Authenticator
 from chatserver.broker import create_broker
 from chatserver.hub import Hub
@@ -40,6 +42,17 @@ STATIC_DIR = Path(__file__).parent / "static"
 CHAT_PATH = "/api/chat"
 CLOSE_INTERNAL_ERROR = 1011
 KNOWN_PATHS = frozenset({"/", "/health", "/ready", "/metrics"})
+API_PATHS = frozenset(
+    {
+        "/api/auth/me",
+        "/api/auth/check-username",
+        "/api/auth/username",
+        "/api/auth/account",
+        "/api/auth/logout",
+        "/api/rooms",
+        "/api/rooms/public",
+    }
+)
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -48,14 +61,21 @@ def build_runtime(settings: Settings) -> Runtime:
     broker = create_broker(settings, metrics)
     presence = Presence(broker, ttl_s=settings.presence_ttl_seconds)
     broker.set_recovery_handler(presence.wake)
+    auth = Authenticator(settings)
     return Runtime(
         settings=settings,
         metrics=metrics,
         broker=broker,
         hub=Hub(broker, metrics),
         presence=presence,
-        auth=Authenticator(settings),
+        auth=auth,
         limiter=MessageLimiter(broker, per_minute=settings.rate_limit_per_minute),
+        accounts=AccountService(
+            accounts.create_store(settings),
+            broker,
+            identities=auth.identities,
+            revoker=auth.revoker,
+        ),
     )
 
 
@@ -74,9 +94,7 @@ class RequestObserver:
         headers = dict(scope["headers"])
         request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
         path = scope["path"]
-        handler = (
-            path if path in KNOWN_PATHS else "/static" if path.startswith("/static/") else "other"
-        )
+        handler = _handler(path)
         status = 500
         token = logs.correlation_id.set(request_id)
         start = time.perf_counter()
@@ -95,6 +113,17 @@ class RequestObserver:
             elapsed = time.perf_counter() - start
             self.metrics.http_duration.labels(handler, str(status)).observe(elapsed)
             logs.correlation_id.reset(token)
+
+
+def _handler(path: str) -> str:
+    """The metrics label of a request path: a route, never the raw path (bounded)."""
+    if path in KNOWN_PATHS or path in API_PATHS:
+        return path
+    if path.startswith("/static/"):
+        return "/static"
+    if path.startswith("/api/rooms/"):
+        return "/api/rooms/{slug}/join" if path.endswith("/join") else "/api/rooms/{slug}"
+    return "other"
 
 
 def _index_page(settings: Settings) -> str:
@@ -149,6 +178,10 @@ def create_app(settings: Settings | None = None) -> ChatApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.broker.start()
+        try:
+            await runtime.accounts.start()
+        except AccountError as exc:  # Redis not up yet: the first API call will say so
+            log.warning("could not create the default room: %s", exc.message)
         # Long-lived start-up objects need no scanning; fewer, later collections keep
         # GC pauses out of the fan-out's tail latency.
         gc.freeze()
@@ -163,10 +196,13 @@ def create_app(settings: Settings | None = None) -> ChatApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             await runtime.broker.close()
+            await runtime.accounts.store.close()
             log.info("chat server stopped")
 
     app = FastAPI(title="Asocial chat", lifespan=lifespan, docs_url=None, redoc_url=None)
+    api.add_cors(app, settings)
     app.add_middleware(RequestObserver, metrics=runtime.metrics)
+    api.install(app, runtime.accounts, runtime.auth)
 
     @app.get("/health")
     async def health() -> dict[str, object]:

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import jwt
@@ -45,6 +45,8 @@ class Principal:
     user_id: str
     authenticated: bool
     name: str | None = None
+    email: str | None = None
+    issued_at: int | None = None  # the token's ``iat``, seconds
 
 
 Verifier = Callable[[str], dict[str, Any]]
@@ -55,19 +57,56 @@ class Authenticator:
         self.mode = settings.auth_mode
         self.required = settings.auth_required and settings.auth_mode != AuthMode.ANONYMOUS
         self._verify: Verifier | None = None
+        self._revoke: Callable[[str], None] | None = None
         if settings.auth_mode == AuthMode.JWT:
             self._verify = _jwt_verifier(settings)
         elif settings.auth_mode == AuthMode.FIREBASE:
-            self._verify = _firebase_verifier(settings)
+            self._verify, self._revoke = _firebase(settings)
+
+    @property
+    def revoker(self) -> Callable[[str], Awaitable[None]] | None:
+        """Ends a user's refresh tokens at the identity provider, where one can: Firebase
+        with a service account (or the emulator). None elsewhere: the server then only
+        refuses the user's current tokens itself."""
+        revoke = self._revoke
+        if revoke is None:
+            return None
+
+        async def revoke_in_thread(user_id: str) -> None:
+            try:
+                await asyncio.to_thread(revoke, user_id)
+            except Exception as exc:  # the sign-out still holds on this server
+                log.warning("could not revoke refresh tokens: %s", type(exc).__name__)
+
+        return revoke_in_thread
+
+    @property
+    def identities(self) -> bool:
+        """Whether this mode has signed-in users (and so accounts)."""
+        return self._verify is not None
+
+    async def verify(self, token: str) -> Principal:
+        """The signed-in user a token names; raises AuthError."""
+        if self._verify is None:
+            raise AuthError(
+                "no_identities", "this server runs without sign-in (ASOCIAL_AUTH_MODE=anonymous)"
+            )
+        claims = await asyncio.to_thread(self._verify, token)
+        subject = claims.get("uid") or claims.get("sub")
+        if not isinstance(subject, str) or not valid_user_id(subject):
+            raise AuthError("no_subject", "token has no usable subject ('sub') claim")
+        name, email, issued = claims.get("name"), claims.get("email"), claims.get("iat")
+        return Principal(
+            subject,
+            True,
+            name if isinstance(name, str) else None,
+            email if isinstance(email, str) else None,
+            int(issued) if isinstance(issued, int | float) else None,
+        )
 
     async def authenticate(self, *, token: str | None, uid: str | None) -> Principal:
         if self._verify is not None and token:
-            claims = await asyncio.to_thread(self._verify, token)
-            subject = claims.get("uid") or claims.get("sub")
-            if not isinstance(subject, str) or not valid_user_id(subject):
-                raise AuthError("no_subject", "token has no usable subject ('sub') claim")
-            name = claims.get("name")
-            return Principal(subject, True, name if isinstance(name, str) else None)
+            return await self.verify(token)
         if self.required:
             raise AuthError("missing_token", "a token is required: pass ?token= or a Bearer token")
         if not uid or not valid_user_id(uid):
@@ -150,7 +189,9 @@ def _keys_only_credential() -> Any:
     return KeysOnly()
 
 
-def _firebase_verifier(settings: Settings) -> Verifier:
+def _firebase(settings: Settings) -> tuple[Verifier, Callable[[str], None] | None]:
+    """The token verifier and, with admin rights (a service account or the emulator),
+    the refresh-token revoker."""
     import firebase_admin
     from firebase_admin import auth, credentials
 
@@ -165,7 +206,9 @@ def _firebase_verifier(settings: Settings) -> Verifier:
             "unset it in production, or use a demo-* ASOCIAL_FIREBASE_PROJECT_ID with the emulator"
         )
     credential = _keys_only_credential()
+    admin = bool(os.environ.get("FIREBASE_AUTH_EMULATOR_HOST"))
     if settings.firebase_credentials_file is not None:
+        admin = True
         credential = credentials.Certificate(str(settings.firebase_credentials_file))
     app = firebase_admin.initialize_app(
         credential,
@@ -193,4 +236,7 @@ def _firebase_verifier(settings: Settings) -> Verifier:
             raise AuthError("expired", "token has expired; sign in again")
         return claims
 
-    return verify
+    def revoke(user_id: str) -> None:
+        auth.revoke_refresh_tokens(user_id, app=app)
+
+    return verify, revoke if admin else None

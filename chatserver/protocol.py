@@ -66,6 +66,7 @@ class ErrorCode(enum.StrEnum):
     INVALID_CHANNEL = "invalid_channel"
     INVALID_USER = "invalid_user"
     FORBIDDEN_ORIGIN = "forbidden_origin"
+    FORBIDDEN_ROOM = "forbidden_room"
     TOO_MANY_CONNECTIONS = "too_many_connections"
 
 
@@ -103,7 +104,7 @@ class ChatFrame:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class UsernameChanged:
-    username: str
+    username: str | None  # None: no display name (peers show the user id)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -201,11 +202,13 @@ def parse_client_frame(text: str, *, identity: Identity, max_payload_bytes: int)
             position=_position(data.get("position"), message_id),
         )
     if kind == FrameType.USERNAME_CHANGED:
-        username = clean_username(data.get("username"))
-        if username is None:
+        raw_name = data.get("username")
+        username = clean_username(raw_name)
+        if username is None and not (isinstance(raw_name, str) and not raw_name.strip()):
             raise ProtocolError(
                 ErrorCode.INVALID_FRAME,
-                f"'username' must be a non-empty string of at most {MAX_USERNAME_LENGTH} chars",
+                f"'username' must be a string of at most {MAX_USERNAME_LENGTH} visible chars "
+                "(empty for no display name)",
             )
         return UsernameChanged(username)
     color = clean_color(data.get("color"))
@@ -316,6 +319,7 @@ def presence_frame(
     out.update(member.as_dict())
     if kind == FrameType.USERNAME_CHANGED:
         out.pop("color", None)
+        out["username"] = member.username or ""
     elif kind == FrameType.COLOR_CHANGED:
         out.pop("username", None)
     elif kind == FrameType.USER_LEFT:

@@ -2,7 +2,7 @@
 
 Built and torn down by the app; sessions register and unregister themselves, and the
 connection limits are read from here at admission.
-May use: ``hub``, ``presence``, ``auth``, ``limits``, ``broker``, ``metrics``,
+May use: ``accounts``, ``hub``, ``presence``, ``auth``, ``limits``, ``broker``, ``metrics``,
 ``protocol``, ``settings``.
 """
 
@@ -14,6 +14,7 @@ import dataclasses
 import logging
 from typing import Protocol
 
+from chatserver.accounts.service import AccountService
 from chatserver.auth import Authenticator
 from chatserver.broker.base import Broker
 from chatserver.hub import Hub
@@ -48,6 +49,7 @@ class Runtime:
     presence: Presence
     auth: Authenticator
     limiter: MessageLimiter
+    accounts: AccountService
     draining: bool = False
     sessions: set[Connection] = dataclasses.field(default_factory=set)
     per_user: dict[str, int] = dataclasses.field(default_factory=dict)

@@ -173,7 +173,9 @@ async def test_firebase_accepts_emulator_tokens(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
     auth = Authenticator(settings(auth_mode="firebase", firebase_project_id="demo-asocial"))
     principal = await auth.authenticate(token=_emulator_token("demo-asocial"), uid="ignored")
-    assert principal == Principal("fb-user", True)
+    assert (principal.user_id, principal.authenticated, principal.email) == ("fb-user", True, None)
+    assert principal.issued_at is not None
+    assert abs(principal.issued_at - time.time()) < 5
     with pytest.raises(AuthError) as info:
         await auth.authenticate(token=_emulator_token("other-project"), uid=None)
     assert info.value.reason == "invalid"

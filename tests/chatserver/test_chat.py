@@ -263,19 +263,24 @@ class TestJWT:
     ) -> None:
         r = room()
         async with (
-            joined(server.ws(f"uid=spoof&channel={r}&token={self.token('q')}")) as q,
+            joined(server.ws(f"uid=q-browser&channel={r}&token={self.token('q')}")) as q,
             joined(
-                server.ws(f"channel={r}"),
+                server.ws(f"channel={r}&uid=q-browser"),
                 additional_headers={"Authorization": f"Bearer {self.token('h')}"},
             ) as h,
             joined(server.ws(f"channel={r}"), subprotocols=["bearer", self.token("p")]) as p,  # type: ignore[list-item]
         ):
             assert p.conn.subprotocol == "bearer"
             await q.drain()
-            await q.send(chat("m", "x", user_id="spoof"))  # the client's own uid is tolerated
+            # q's uid, free, is now bound to q's account and names q's sockets.
+            await q.send(chat("m", "x", user_id="q-browser"))
             for other in (h, p):
                 frame = await other.recv_type("chat")
-                assert frame["user_id"] == "q"
+                assert frame["user_id"] == "q-browser"
+            # h presents q's uid too, but it is bound to q: h is named by h's account.
+            await h.send(chat("m", "y", user_id="q-browser"))
+            frame = await p.recv_type("chat")
+            assert (frame["user_id"], frame["payload"]) == ("h", "y")
 
     @pytest.mark.parametrize("case", ["missing", "expired", "forged"])
     async def test_bad_tokens_are_refused_before_any_message(

@@ -20,18 +20,19 @@ import pytest
 
 from tests.chatserver.client import client, joined
 from tests.fixtures.firebase import PROJECT_ID
-from tests.fixtures.processes import ChatFactory, ChatProcess
+from tests.fixtures.processes import ChatFactory, ChatProcess, RedisProcess
 
 OTHER_PROJECT_ID = "demo-asocial-other"  # a project the emulator never issued for
 
 
-def start_server(chat_server: ChatFactory, emulator: str, project: str) -> ChatProcess:
+def start_server(chat_server: ChatFactory, emulator: str, project: str, **env: str) -> ChatProcess:
     return chat_server(
         name="firebase",
         ASOCIAL_AUTH_MODE="firebase",
         ASOCIAL_FIREBASE_PROJECT_ID=project,
         ASOCIAL_AUTH_REQUIRED="true",
         FIREBASE_AUTH_EMULATOR_HOST=emulator,
+        **env,
     )
 
 
@@ -75,32 +76,54 @@ def room() -> str:
 
 
 async def test_emulator_tokens_carry_the_identity(
-    server: ChatProcess, firebase_emulator: str
+    chat_server: ChatFactory, firebase_emulator: str, redis_server: RedisProcess
 ) -> None:
-    (token_a, uid_a), (token_b, uid_b) = [await sign_up(firebase_emulator) for _ in range(2)]
+    server = start_server(
+        chat_server, firebase_emulator, PROJECT_ID, ASOCIAL_REDIS_URL=redis_server.url
+    )
+    (token_a, _uid_a), (token_b, uid_b) = [await sign_up(firebase_emulator) for _ in range(2)]
     assert claims(token_a)["aud"] == PROJECT_ID
     r = room()
-    async with client(server.ws(f"token={token_a}&uid=spoofed&channel={r}")) as a:
+    browser = f"browser-{uuid.uuid4().hex[:8]}"  # the uid A's browser keeps
+    # A's first signed-in socket binds A's uid to A's account: A is that uid, once.
+    async with client(server.ws(f"token={token_a}&uid={browser}&channel={r}")) as a:
         sync = await a.recv_type("user_sync")
-        assert sync["user_id"] == uid_a
-        assert [u["user_id"] for u in sync["users"]] == [uid_a]
-        async with joined(server.ws(f"token={token_b}&uid=spoofed&channel={r}")) as b:
+        assert sync["user_id"] == browser
+        assert [u["user_id"] for u in sync["users"]] == [browser]
+        # B presents A's uid: it is A's, so B is named by B's own account id.
+        async with joined(server.ws(f"token={token_b}&uid={browser}&channel={r}")) as b:
             await a.recv_type("user_joined", user_id=uid_b)
             await b.drain()
             await a.send(
                 {
                     "type": "chat",
                     "message_id": "m1",
-                    "user_id": "spoofed",
+                    "user_id": browser,
                     "payload": "hello",
                     "position": {"x": 1, "y": 2},
                 }
             )
             frame = await b.recv_type("chat")
-            assert (frame["user_id"], frame["payload"]) == (uid_a, "hello")
+            assert (frame["user_id"], frame["payload"]) == (browser, "hello")
+            await b.send({"type": "chat", "message_id": "m2", "user_id": browser, "payload": "hi"})
+            frame = await a.recv_type("chat")
+            assert (frame["user_id"], frame["payload"]) == (uid_b, "hi")
             await a.send({"type": "username_changed", "username": "Ann"})
             renamed = await b.recv_type("username_changed")
-            assert (renamed["user_id"], renamed["username"]) == (uid_a, "Ann")
+            assert (renamed["user_id"], renamed["username"]) == (browser, "Ann")
+        # Without a token, A's uid is refused: it belongs to a signed-in account.
+    anonymous = chat_server(
+        name="firebase-optional",
+        ASOCIAL_AUTH_MODE="firebase",
+        ASOCIAL_FIREBASE_PROJECT_ID=PROJECT_ID,
+        FIREBASE_AUTH_EMULATOR_HOST=firebase_emulator,
+        ASOCIAL_REDIS_URL=redis_server.url,
+    )
+    async with client(anonymous.ws(f"uid={browser}&channel={r}")) as c:
+        error = await c.recv()
+        assert error["code"] == "unauthorized", error
+        assert "belongs to a signed-in account" in error["message"]
+        assert (await c.closed())[0] == 1008
     logs = server.logs()
     for token in (token_a, token_b):
         assert token not in logs

@@ -46,6 +46,25 @@ def test_presence_changes() -> None:
     assert parse({"type": "color_changed", "color": "#e11d48"}) == ColorChanged("#e11d48")
 
 
+def test_an_empty_username_means_no_display_name() -> None:
+    # The original client sends this when its user clears the name field.
+    for cleared in ("", "   "):
+        assert parse({"type": "username_changed", "username": cleared}) == UsernameChanged(None)
+    changed = protocol.presence_frame(
+        protocol.FrameType.USERNAME_CHANGED,
+        member=protocol.Member("bob", None, "#123456"),
+        channel_id="r",
+        timestamp_ms=1,
+    )
+    assert changed == {
+        "type": "username_changed",
+        "channel_id": "r",
+        "timestamp": 1,
+        "user_id": "bob",
+        "username": "",
+    }
+
+
 @pytest.mark.parametrize(
     ("raw", "code"),
     [
@@ -74,7 +93,7 @@ def test_presence_changes() -> None:
         ('{"type": "chat", "user_id": "mallory"}', ErrorCode.SPOOFED_IDENTITY),
         ('{"type": "chat", "user_id": 5}', ErrorCode.SPOOFED_IDENTITY),
         ('{"type": "chat", "channel_id": "other"}', ErrorCode.WRONG_CHANNEL),
-        ('{"type": "username_changed", "username": ""}', ErrorCode.INVALID_FRAME),
+        ('{"type": "username_changed", "username": "\\u200b"}', ErrorCode.INVALID_FRAME),
         ('{"type": "username_changed", "username": 3}', ErrorCode.INVALID_FRAME),
         ('{"type": "username_changed", "username": "' + "x" * 65 + '"}', ErrorCode.INVALID_FRAME),
         ('{"type": "color_changed", "color": "red; background: url(x)"}', ErrorCode.INVALID_FRAME),

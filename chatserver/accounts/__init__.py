@@ -1,0 +1,31 @@
+"""Accounts and rooms: the signed-in path of the REST API (the README's "REST API").
+
+``model`` holds the records and the naming rules (pure), ``store`` the storage interface
+with its in-memory twin, ``redis_store`` the durable store in the instance's Redis, and
+``service`` the operations the API and the socket's admission call.
+May use: ``auth``, ``broker`` (its Redis connection factory), ``protocol``, ``settings``.
+"""
+
+from __future__ import annotations
+
+from chatserver.accounts.store import AccountStore
+from chatserver.settings import Settings, read_secret
+
+
+def create_store(settings: Settings) -> AccountStore:
+    """The Redis store when ``ASOCIAL_REDIS_URL`` is set, else the in-memory one."""
+    if settings.redis_url is None:
+        from chatserver.accounts.store import MemoryAccountStore
+
+        return MemoryAccountStore()
+    from chatserver.accounts.redis_store import RedisAccountStore
+    from chatserver.broker import redis_url
+    from chatserver.broker.redis_broker import connect
+
+    url = settings.redis_url.get_secret_value()
+    client = connect(
+        url,
+        password=read_secret(settings.redis_password, settings.redis_password_file),
+        timeout_s=settings.redis_timeout_seconds,
+    )
+    return RedisAccountStore(client, replicated=redis_url.scheme(url) == "redis+sentinel")

@@ -1,0 +1,282 @@
+"""What the REST API and the socket's admission ask of accounts and rooms.
+
+Identity comes from a verified token (``auth.Principal``); the service decides, the
+store keeps. A token issued at or before the account's last sign-out is refused
+everywhere, so ``POST /api/auth/logout`` ends every session that token could open.
+
+Socket identity: the original client names itself by a ``uid`` it keeps in the browser.
+The first signed-in socket that presents a free ``uid`` binds it to the token's account
+for good; from then on that account's sockets are that ``uid`` (so the client sees itself
+once), no other account can take it, and an anonymous socket presenting it is refused.
+A signed-in socket whose ``uid`` belongs to someone else is named by its account id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from chatserver.accounts import model
+from chatserver.accounts.model import (
+    Account,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Room,
+    RoomSettings,
+    Unauthorized,
+)
+from chatserver.accounts.store import AccountStore
+from chatserver.auth import Principal
+from chatserver.broker.base import Counter
+from chatserver.protocol import valid_user_id
+
+log = logging.getLogger(__name__)
+
+SUGGESTIONS = 3
+ROOMS_PER_HOUR = 20
+DEFAULT_ROOM_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "asocial:room:default"))
+
+Revoker = Callable[[str], Awaitable[None]]
+"""Ends an account's sessions at its identity provider (Firebase refresh tokens)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Joined:
+    room: Room
+    settings: RoomSettings
+
+
+class AccountService:
+    def __init__(
+        self,
+        store: AccountStore,
+        counter: Counter,
+        *,
+        identities: bool,
+        revoker: Revoker | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.identities = identities
+        self._counter = counter
+        self._revoker = revoker
+        self._clock = clock
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    async def start(self) -> None:
+        """Make sure the ``default`` public room exists."""
+        await self.store.create_room(
+            Room(
+                id=DEFAULT_ROOM_ID,
+                slug=model.DEFAULT_ROOM,
+                name="Default",
+                description="Everyone starts here.",
+                is_public=True,
+                created_at=self._now_ms(),
+            )
+        )
+
+    # --- identity ------------------------------------------------------------------
+
+    def signed_in(self, principal: Principal | None) -> Principal:
+        """The principal of an endpoint that needs one, or Unauthorized saying why not."""
+        if not self.identities:
+            raise Unauthorized(
+                "this server runs without sign-in (ASOCIAL_AUTH_MODE=anonymous), so it keeps "
+                "no accounts; its operator can set ASOCIAL_AUTH_MODE to firebase or jwt"
+            )
+        if principal is None:
+            raise Unauthorized("sign in first: send 'Authorization: Bearer <ID token>'")
+        return principal
+
+    async def _fresh(self, principal: Principal) -> Principal:
+        before = await self.store.revoked_before(principal.user_id)
+        _check_not_revoked(principal, before)
+        return principal
+
+    # --- accounts ------------------------------------------------------------------
+
+    async def me(self, principal: Principal | None) -> Account:
+        """The caller's account, created on the first call with a username made from the
+        token's email (numbered when taken)."""
+        who = await self._fresh(self.signed_in(principal))
+        existing = await self.store.account(who.user_id)
+        if existing is not None:
+            return existing
+        candidates = model.variants(model.username_base(who.email), 12)
+        candidates.append(f"user{uuid.uuid4().hex[:12]}")
+        account = await self.store.create_account(
+            who.user_id, who.email, candidates, self._now_ms()
+        )
+        log.info("account created")
+        return account
+
+    async def check_username(self, value: object) -> None:
+        """Nothing when free; Conflict with suggestions when taken."""
+        if not self.identities:
+            self.signed_in(None)
+        name = model.check_username(value)
+        if (await self.store.taken([name]))[0]:
+            raise Conflict(f"username {name!r} is taken", suggestions=await self._suggestions(name))
+
+    async def _suggestions(self, name: str) -> list[str]:
+        candidates = model.variants(name, 8)[1:]
+        taken = await self.store.taken(candidates)
+        return [c for c, used in zip(candidates, taken, strict=True) if not used][:SUGGESTIONS]
+
+    async def rename(self, principal: Principal | None, value: object) -> Account:
+        who = await self._fresh(self.signed_in(principal))
+        name = model.check_username(value)
+        await self.me(who)
+        try:
+            return await self.store.rename(who.user_id, name)
+        except Conflict as exc:
+            raise Conflict(exc.message, suggestions=await self._suggestions(name)) from None
+
+    async def delete(self, principal: Principal | None) -> None:
+        who = await self._fresh(self.signed_in(principal))
+        if not await self.store.delete_account(who.user_id):
+            raise NotFound("there is no account to delete")
+        log.info("account deleted")
+
+    async def logout(self, principal: Principal | None) -> None:
+        """Refuse the caller's current tokens from now on, and end its refresh tokens at
+        the identity provider when there is one."""
+        who = await self._fresh(self.signed_in(principal))
+        await self.store.revoke(who.user_id, int(self._clock()))
+        if self._revoker is not None:
+            await self._revoker(who.user_id)
+
+    # --- rooms ---------------------------------------------------------------------
+
+    async def public_rooms(self) -> list[Room]:
+        rooms = await self.store.public_rooms()
+        if not any(room.slug == model.DEFAULT_ROOM for room in rooms):
+            await self.start()  # Redis was down when the server started, or was emptied
+            rooms = await self.store.public_rooms()
+        return rooms
+
+    async def _room(self, slug: str) -> Room | None:
+        room = await self.store.room(slug)
+        if room is None and slug == model.DEFAULT_ROOM:
+            await self.start()
+            room = await self.store.room(slug)
+        return room
+
+    async def room(self, slug: str, principal: Principal | None) -> Room:
+        model.check_slug(slug)
+        room = await self._room(slug)
+        if room is None:
+            raise NotFound(f"no room {slug!r}; GET /api/rooms/public lists the public ones")
+        if not room.is_public:
+            who = await self._fresh(self.signed_in(principal))
+            if (
+                room.owner_id != who.user_id
+                and await self.store.room_settings(slug, who.user_id) is None
+            ):
+                raise Forbidden(f"room {slug!r} is private and you are not one of its members")
+        return room
+
+    async def create_room(
+        self,
+        principal: Principal | None,
+        *,
+        name: object,
+        slug: object,
+        description: object,
+        is_public: object,
+        client: str,
+    ) -> Room:
+        """A new room. With sign-in, only signed-in users create rooms and may make them
+        private; without, anyone may create public ones. Each creator (account or
+        address) may create ``ROOMS_PER_HOUR`` rooms an hour."""
+        owner: str | None = None
+        if self.identities:
+            owner = (await self._fresh(self.signed_in(principal))).user_id
+        if not isinstance(is_public, bool):
+            raise model.Invalid("'is_public' must be true or false")
+        if not is_public and owner is None:
+            raise Unauthorized("private rooms need sign-in, which this server does not have")
+        clean_name = model.check_room_name(name)
+        clean_slug = model.check_slug(slug) if slug else model.slug_from_name(clean_name)
+        hour = int(self._clock() // 3600)
+        used = await self._counter.count(f"rooms:{owner or client}:{hour}", window_s=3700)
+        if used > ROOMS_PER_HOUR:
+            raise model.TooMany(f"at most {ROOMS_PER_HOUR} new rooms an hour; try again later")
+        room = Room(
+            id=str(uuid.uuid4()),
+            slug=clean_slug,
+            name=clean_name,
+            description=model.check_description(description),
+            is_public=is_public,
+            created_at=self._now_ms(),
+            owner_id=owner,
+        )
+        if not await self.store.create_room(room):
+            raise Conflict(f"room {clean_slug!r} exists; join it or pick another name")
+        if owner is not None:
+            await self.store.join_room(
+                clean_slug, owner, display_name=None, color=None, now_ms=room.created_at
+            )
+        return room
+
+    async def join(
+        self, slug: str, principal: Principal | None, *, display_name: object, color: object
+    ) -> Joined:
+        who = await self._fresh(self.signed_in(principal))
+        room = await self._room(model.check_slug(slug))
+        if room is None:
+            raise NotFound(f"no room {slug!r}; GET /api/rooms/public lists the public ones")
+        if (
+            not room.is_public
+            and room.owner_id != who.user_id
+            and await self.store.room_settings(slug, who.user_id) is None
+        ):
+            raise Forbidden(f"room {slug!r} is private; only its members may join")
+        settings = await self.store.join_room(
+            slug,
+            who.user_id,
+            display_name=model.check_display_name(display_name),
+            color=model.check_color(color),
+            now_ms=self._now_ms(),
+        )
+        return Joined(room, settings)
+
+    # --- the socket ----------------------------------------------------------------
+
+    async def socket_user(self, principal: Principal | None, uid: str | None, slug: str) -> str:
+        """The user id a socket joining ``slug`` gets (see the module docstring).
+
+        Raises Unauthorized (revoked token, a uid that belongs to an account),
+        Forbidden (a private room) or Unavailable (the store is down)."""
+        if principal is None:
+            if uid is None:
+                raise model.Invalid("a uid is needed without a token")
+            facts = await self.store.admission(account_id=None, uids=[uid], slug=slug)
+            if facts.owners[uid] is not None:
+                raise Unauthorized(f"uid {uid!r} belongs to a signed-in account; sign in to use it")
+            if facts.private:
+                raise Forbidden(f"room {slug!r} is private; sign in and join it first")
+            return uid
+        candidates = [u for u in dict.fromkeys((uid, principal.user_id)) if u and valid_user_id(u)]
+        facts = await self.store.admission(account_id=principal.user_id, uids=candidates, slug=slug)
+        _check_not_revoked(principal, facts.revoked_before)
+        if facts.private and not facts.member:
+            raise Forbidden(
+                f"room {slug!r} is private; join it first (POST /api/rooms/{slug}/join)"
+            )
+        for candidate in candidates:
+            if facts.owners[candidate] == principal.user_id:
+                return candidate
+        raise Conflict("this account's id is bound to another account; sign in with another")
+
+
+def _check_not_revoked(principal: Principal, revoked_before: int) -> None:
+    if revoked_before and (principal.issued_at is None or principal.issued_at <= revoked_before):
+        raise Unauthorized("this token was ended by a sign-out; sign in again")
