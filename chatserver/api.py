@@ -1,7 +1,8 @@
 """The REST API of accounts and rooms (the README's "REST API"), and its CORS policy.
 
-JSON in and out; errors are ``{"error": <what went wrong and how to fix it>, "code":
-<stable label>}`` with the fitting status. ``Authorization: Bearer <ID token>`` names the
+JSON in and out; errors are ``{"error": <what went wrong and how to fix it>, "message":
+<the same, where the original client reads it>, "code": <stable label>}`` with the fitting
+status. ``Authorization: Bearer <ID token>`` names the
 caller where an endpoint needs one.
 May use: ``accounts``, ``auth``, ``settings``.
 """
@@ -61,7 +62,7 @@ def add_cors(app: FastAPI, settings: Settings) -> None:
 
 
 def error_body(error: AccountError) -> dict[str, Any]:
-    return {"error": error.message, "code": error.error, **error.extra}
+    return {"error": error.message, "message": error.message, "code": error.error, **error.extra}
 
 
 async def _body(request: Request) -> dict[str, Any]:

@@ -179,3 +179,79 @@ async def test_project_id_alone_refuses_bad_tokens_cleanly_and_never_500s(
             error = await c.recv_type("error")
             assert error["code"] == "unauthorized", error
     assert "Traceback" not in server.logs()
+
+
+async def sign_in(emulator: str, email: str, password: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=30) as http:
+        response = await http.post(
+            f"http://{emulator}/identitytoolkit.googleapis.com/v1/accounts:signInWithPassword",
+            params={"key": "fake-api-key"},
+            json={"email": email, "password": password, "returnSecureToken": True},
+        )
+    assert response.status_code == 200, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+async def valid_since(emulator: str, uid: str) -> int:
+    """The user's ``validSince`` (tokens issued before it are revoked), read as an admin."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        response = await http.post(
+            f"http://{emulator}/identitytoolkit.googleapis.com/v1/projects/{PROJECT_ID}/accounts:lookup",
+            headers={"Authorization": "Bearer owner"},
+            json={"localId": [uid]},
+        )
+    assert response.status_code == 200, response.text
+    return int(response.json()["users"][0].get("validSince", 0))
+
+
+async def test_the_account_api_with_real_id_tokens(
+    chat_server: ChatFactory, firebase_emulator: str, redis_server: RedisProcess
+) -> None:
+    """Sign in, the account, a rename, sign-out (the token and its refresh tokens end),
+    a fresh sign-in, then deletion, as the original client does them."""
+    server = start_server(
+        chat_server, firebase_emulator, PROJECT_ID, ASOCIAL_REDIS_URL=redis_server.url
+    )
+    email, password = f"fb-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery staple"
+    async with httpx.AsyncClient(timeout=30) as http:
+        await http.post(
+            f"http://{firebase_emulator}/identitytoolkit.googleapis.com/v1/accounts:signUp",
+            params={"key": "fake-api-key"},
+            json={"email": email, "password": password, "returnSecureToken": True},
+        )
+    session = await sign_in(firebase_emulator, email, password)
+    auth = {"Authorization": f"Bearer {session['idToken']}"}
+    async with httpx.AsyncClient(base_url=server.http(""), timeout=30) as api:
+        me = await api.get("/api/auth/me", headers=auth)
+        assert me.status_code == 200, me.text
+        assert (me.json()["id"], me.json()["email"]) == (session["localId"], email)
+        assert me.json()["username"] == email.split("@")[0]
+        renamed = await api.patch(
+            "/api/auth/username", json={"username": "fb_renamed"}, headers=auth
+        )
+        assert (renamed.status_code, renamed.json()["username"]) == (200, "fb_renamed")
+
+        time.sleep(1.1)  # the sign-out is at a later second than the token's issue
+        signed_out = int(time.time())
+        out = await api.post("/api/auth/logout", headers=auth)
+        assert out.status_code == 200, out.text
+        after = await api.get("/api/auth/me", headers=auth)
+        assert after.status_code == 401
+        assert "sign-out" in after.json()["error"]
+        # Firebase now dates valid tokens from the sign-out (refresh tokens revoked).
+        assert await valid_since(firebase_emulator, session["localId"]) >= signed_out
+
+        time.sleep(1.1)
+        again = await sign_in(firebase_emulator, email, password)
+        auth = {"Authorization": f"Bearer {again['idToken']}"}
+        back = await api.get("/api/auth/me", headers=auth)
+        assert (back.status_code, back.json()["username"]) == (200, "fb_renamed")
+        gone = await api.delete("/api/auth/account", headers=auth)
+        assert gone.status_code == 200
+        fresh = await api.get("/api/auth/me", headers=auth)  # the next sign-in starts anew
+        assert fresh.json()["username"] == email.split("@")[0]
+        assert fresh.json()["created_at"] >= back.json()["created_at"]
+    logs = server.logs()
+    assert session["idToken"] not in logs
+    assert again["idToken"] not in logs

@@ -7,6 +7,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import jwt
 import pytest
 from websockets.exceptions import ConnectionClosed
 
@@ -15,6 +17,7 @@ from tests.fixtures.processes import ChatFactory, free_port, wait_until
 
 pytestmark = pytest.mark.redis
 PASSWORD = "correct horse battery staple"
+JWT_SECRET = "redis-setups-test-secret-of-32-bytes-or-more"
 
 
 def _redis(args: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -167,3 +170,39 @@ async def test_through_sentinel_and_across_a_failover(
                     f"no fan-out 45 s after the master died\n{a.logs()[-3000:]}"
                 ) from None
             await asyncio.sleep(0.5)
+
+
+async def test_accounts_answered_before_a_failover_are_kept(
+    chat_server: ChatFactory, sentinel: tuple[int, subprocess.Popen[bytes]]
+) -> None:
+    """Each account write waits for a replica's acknowledgement: killing the master right
+    after the answers loses none of them."""
+    port, master = sentinel
+    server = chat_server(
+        ASOCIAL_REDIS_URL=f"redis+sentinel://127.0.0.1:{port}/asocial/0",
+        ASOCIAL_AUTH_MODE="jwt",
+        ASOCIAL_JWT_SECRET=JWT_SECRET,
+    )
+
+    def auth(sub: str) -> dict[str, str]:
+        claims = {"sub": sub, "exp": int(time.time()) + 600, "iat": int(time.time())}
+        return {"Authorization": f"Bearer {jwt.encode(claims, JWT_SECRET)}"}
+
+    async with httpx.AsyncClient(base_url=server.http(""), timeout=10) as api:
+        made = []
+        for i in range(10):
+            answer = await api.patch(
+                "/api/auth/username", json={"username": f"kept_{i}"}, headers=auth(f"user-{i}")
+            )
+            assert answer.status_code == 200, answer.text
+            made.append(answer.json())
+        master.kill()
+        deadline = time.monotonic() + 45
+        while (await api.get("/api/auth/me", headers=auth("user-0"))).status_code == 503:
+            assert time.monotonic() < deadline, (
+                f"no account answer 45 s after the master died\n{server.logs()[-3000:]}"
+            )
+            await asyncio.sleep(0.5)
+        for i, account in enumerate(made):
+            answer = await api.get("/api/auth/me", headers=auth(f"user-{i}"))
+            assert answer.json() == account
