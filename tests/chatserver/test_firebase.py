@@ -9,6 +9,7 @@ them, so what can be refused here is everything but the signature: the project
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -232,7 +233,7 @@ async def test_the_account_api_with_real_id_tokens(
         )
         assert (renamed.status_code, renamed.json()["username"]) == (200, "fb_renamed")
 
-        time.sleep(1.1)  # the sign-out is at a later second than the token's issue
+        await asyncio.sleep(1.1)  # the sign-out is at a later second than the token's issue
         signed_out = int(time.time())
         out = await api.post("/api/auth/logout", headers=auth)
         assert out.status_code == 200, out.text
@@ -242,7 +243,7 @@ async def test_the_account_api_with_real_id_tokens(
         # Firebase now dates valid tokens from the sign-out (refresh tokens revoked).
         assert await valid_since(firebase_emulator, session["localId"]) >= signed_out
 
-        time.sleep(1.1)
+        await asyncio.sleep(1.1)
         again = await sign_in(firebase_emulator, email, password)
         auth = {"Authorization": f"Bearer {again['idToken']}"}
         back = await api.get("/api/auth/me", headers=auth)

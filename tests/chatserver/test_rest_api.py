@@ -316,7 +316,8 @@ async def test_accounts_survive_a_redis_restart(chat_server: ChatFactory, tmp_pa
                 "/api/auth/username", json={"username": f"k_{uid()}"}, headers=bearer(who)
             )
             room = await api.post("/api/rooms", json={"name": f"Kept {uid()}"}, headers=bearer(who))
-            assert renamed.is_success and room.status_code == 201
+            assert renamed.is_success
+            assert room.status_code == 201
             redis.terminate()
             redis.start()
             deadline = time.monotonic() + 20
