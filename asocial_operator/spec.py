@@ -295,6 +295,12 @@ class InstanceSpec:
     frontend: Frontend | None = None
     monitoring: Monitoring = Monitoring()
 
+    @property
+    def keeps_accounts(self) -> bool:
+        """Signed-in users have accounts and rooms in the instance's Redis, which must
+        then survive restarts (append-only file)."""
+        return self.auth.mode != "anonymous"
+
 
 def _obj(raw: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
     value = raw.get(key)

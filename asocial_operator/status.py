@@ -214,6 +214,7 @@ def compute(
             "readyReplicas": redis_ready,
             "ready": f"{redis_ready}/{redis_desired}" if spec.redis.managed else "external",
             "master": redis_master(spec, namespace=namespace, name=name),
+            "persistence": redis_persistence(spec),
         },
         "conditions": [
             condition("Ready", ready),
@@ -222,6 +223,22 @@ def compute(
             condition("IngressReady", ingress),
         ],
     }
+
+
+def redis_persistence(spec: specs.InstanceSpec) -> str:
+    """How long what Redis holds lasts, in words (``kubectl get asi -o yaml``)."""
+    r = spec.redis
+    if not r.managed:
+        return "external: the external Redis's own persistence applies"
+    disk = (
+        "on a PersistentVolumeClaim per pod"
+        if r.persistence.enabled
+        else "on pod storage (emptyDir), lost when a pod is deleted"
+        + ("" if r.managed_sentinel else "; set redis.persistence.enabled to keep accounts")
+    )
+    if spec.keeps_accounts:
+        return f"accounts kept: append-only file {disk}"
+    return f"no accounts (auth.mode anonymous): snapshots {disk}"
 
 
 def redis_master(spec: specs.InstanceSpec, *, namespace: str, name: str) -> str:

@@ -22,6 +22,8 @@ set -eu
 ME="$(hostname).${HEADLESS_SERVICE}"
 set -- redis-server --port 6379 --dir /data --protected-mode no \\
   --requirepass "$REDIS_PASSWORD" --masterauth "$REDIS_PASSWORD"
+# Accounts and rooms live here too: log every write (fsync each second).
+if [ "${APPENDONLY:-no}" = yes ]; then set -- "$@" --appendonly yes --appendfsync everysec; fi
 if [ "${SENTINEL_SERVICE:-}" != "" ]; then
   . /scripts/sentinel-lib.sh
   MASTER="$(master)"
@@ -134,6 +136,7 @@ def _env(ctx: common.Context) -> list[common.Manifest]:
         {"name": "REDISCLI_AUTH", "valueFrom": password},
         {"name": "STATEFULSET", "value": names.redis},
         {"name": "HEADLESS_SERVICE", "value": f"{names.redis_headless}.{ctx.namespace}.svc"},
+        {"name": "APPENDONLY", "value": "yes" if ctx.spec.keeps_accounts else "no"},
     ]
     if _sentinel(ctx):
         env += [

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from playwright import async_api as pw_api
 
-from tests.fixtures.processes import ChatProcess
+from tests.fixtures.firebase import PROJECT_ID as FIREBASE_PROJECT
+from tests.fixtures.firebase import sign_up
+from tests.fixtures.processes import ChatProcess, RedisProcess
 
 expect = pw_api.expect
 
@@ -245,3 +247,85 @@ async def test_text_typed_across_a_server_restart_reaches_the_other_user(
     for page in (page_a, page_b):
         await expect(page.locator("#status")).to_have_text("connected", timeout=15_000)
     await expect(page_b.locator(".msg")).to_have_text("before during")
+
+
+async def test_rooms_are_listed_picked_and_created(
+    browser: pw_api.Browser, server_url: str
+) -> None:
+    page_a, uid_a = await _open(browser, f"{server_url}/")
+    await expect(page_a.locator("#channel")).to_have_text("#default")
+    await page_a.click("#channel")
+    await expect(page_a.locator("#rooms")).to_be_visible()
+    await expect(page_a.locator('#room-list [data-slug="default"]')).to_have_attribute(
+        "aria-current", "true"
+    )
+    name = f"Night Owls {uuid.uuid4().hex[:6]}"
+    await page_a.fill("#room-name", name)
+    await page_a.press("#room-name", "Enter")
+    slug = name.lower().replace(" ", "-")
+    await expect(page_a.locator("#channel")).to_have_text(f"#{slug}")
+    await expect(page_a.locator("#rooms")).to_be_hidden()
+    assert f"channel={slug}" in page_a.url
+    await expect(page_a.locator("#status")).to_have_text("connected")
+
+    page_b, uid_b = await _open(browser, f"{server_url}/")
+    await page_b.click("#channel")
+    await page_b.click(f'#room-list [data-slug="{slug}"]')
+    await expect(page_b.locator("#channel")).to_have_text(f"#{slug}")
+    for page in (page_a, page_b):
+        await expect(page.locator("#count")).to_have_text("2")
+        await expect(page.locator(f'#presence [data-user-id="{uid_a}"]')).to_be_visible()
+        await expect(page.locator(f'#presence [data-user-id="{uid_b}"]')).to_be_visible()
+    # a name already taken is refused with the server's reason
+    await page_b.click("#channel")
+    await page_b.fill("#room-name", name)
+    await page_b.press("#room-name", "Enter")
+    await expect(page_b.locator("#toast")).to_contain_text("exists")
+    await page_b.keyboard.press("Escape")
+    await expect(page_b.locator("#rooms")).to_be_hidden()
+
+
+async def test_a_signed_in_page_chats_and_is_seen_once(
+    browser: pw_api.Browser,
+    firebase_emulator: str,
+    redis_server: RedisProcess,
+    tmp_path: Path,
+) -> None:
+    """A page holding a Firebase ID token (the emulator's) is one person in presence, under
+    the uid its browser keeps, which is now bound to its account."""
+    server = ChatProcess(
+        tmp_path,
+        {
+            **SERVER_ENV,
+            "ASOCIAL_AUTH_MODE": "firebase",
+            "ASOCIAL_FIREBASE_PROJECT_ID": FIREBASE_PROJECT,
+            "FIREBASE_AUTH_EMULATOR_HOST": firebase_emulator,
+            "ASOCIAL_REDIS_URL": redis_server.url,
+        },
+        "signed-in",
+    )
+    try:
+        token, account_id = await sign_up(firebase_emulator)
+        channel = f"signed-{uuid.uuid4().hex[:8]}"
+        base = server.http("").rstrip("/")
+        signed, uid_signed = await _open(browser, f"{base}/?channel={channel}&token={token}")
+        assert "token" not in signed.url
+        guest, uid_guest = await _open(browser, f"{base}/?channel={channel}")
+        for page in (signed, guest):
+            await expect(page.locator("#count")).to_have_text("2")
+            await expect(page.locator(f'#presence [data-user-id="{uid_signed}"]')).to_be_visible()
+            await expect(page.locator(f'#presence [data-user-id="{uid_guest}"]')).to_be_visible()
+            await expect(page.locator(f'#presence [data-user-id="{account_id}"]')).to_have_count(0)
+        await expect(
+            signed.locator(f'#presence [data-user-id="{uid_signed}"] .you')
+        ).to_be_visible()
+        await signed.mouse.click(400, 300)
+        await signed.keyboard.type("signed in", delay=20)
+        text = guest.locator(f'.msg[data-user-id="{uid_signed}"]')
+        await expect(text).to_have_text("signed in")
+        # The guest cannot be the signed-in user: its uid is bound to the account.
+        await guest.evaluate(f"localStorage.setItem('asocial.uid', '{uid_signed}')")
+        await guest.reload()
+        await expect(guest.locator("#toast")).to_contain_text("belongs to a signed-in account")
+    finally:
+        server.stop()

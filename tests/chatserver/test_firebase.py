@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.chatserver.client import client, joined
-from tests.fixtures.firebase import PROJECT_ID
+from tests.fixtures.firebase import PROJECT_ID, sign_up
 from tests.fixtures.processes import ChatFactory, ChatProcess, RedisProcess
 
 OTHER_PROJECT_ID = "demo-asocial-other"  # a project the emulator never issued for
@@ -40,23 +40,6 @@ def start_server(chat_server: ChatFactory, emulator: str, project: str, **env: s
 @pytest.fixture
 def server(chat_server: ChatFactory, firebase_emulator: str) -> ChatProcess:
     return start_server(chat_server, firebase_emulator, PROJECT_ID)
-
-
-async def sign_up(emulator: str) -> tuple[str, str]:
-    """A new user signed up through the emulator's REST API: (ID token, its uid)."""
-    async with httpx.AsyncClient(timeout=30) as http:
-        response = await http.post(
-            f"http://{emulator}/identitytoolkit.googleapis.com/v1/accounts:signUp",
-            params={"key": "fake-api-key"},
-            json={
-                "email": f"u-{uuid.uuid4().hex[:12]}@example.com",
-                "password": "correct horse battery staple",
-                "returnSecureToken": True,
-            },
-        )
-    assert response.status_code == 200, response.text
-    data = response.json()
-    return data["idToken"], data["localId"]
 
 
 def claims(token: str) -> dict[str, Any]:

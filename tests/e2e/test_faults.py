@@ -12,6 +12,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 
+import httpx
+import jwt
 import pytest
 
 from tests.e2e.conftest import OPERATOR_NS, Report, Stack, get_json, http_get, wait_for
@@ -204,16 +206,43 @@ async def test_sentinel_fails_over_when_the_master_pod_is_killed_or_deleted(
     report.record("sentinel_failovers_longest_chat_gap_seconds", gap)
 
 
-def test_persistent_redis_keeps_its_data_across_a_pod_restart(
+def test_persistent_redis_keeps_accounts_across_a_pod_restart(
     stack_factory: Callable[[str], Stack], report: Report
 ) -> None:
+    """An instance with sign-in keeps accounts: Redis logs every write (AOF) on its claim,
+    status says so, and an account made through the API is there after the pod is
+    deleted."""
     stack = stack_factory("chat")
-    stack.apply({"redis": {"persistence": {"enabled": True, "size": "1Gi"}}})
+    secret = "e2e-jwt-secret-" + uuid.uuid4().hex
+    stack.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "jwt",
+        f"--from-literal=secret={secret}",
+        "-n",
+        stack.namespace,
+    )
+    stack.apply(
+        {
+            "redis": {"persistence": {"enabled": True, "size": "1Gi"}},
+            "auth": {"mode": "jwt", "jwt": {"secretRef": {"name": "jwt", "key": "secret"}}},
+        }
+    )
     stack.wait_ready()
+    assert stack.status()["redis"]["persistence"] == (
+        "accounts kept: append-only file on a PersistentVolumeClaim per pod"
+    )
     password = stack.secret_value("chat-redis-auth", "redis-password")
     ip = stack.pods("redis")[0]["status"]["podIP"]
-    answer = redis_call(ip, 6379, ("AUTH", password), ("SET", "e2e:kept", "still here"))
-    assert answer == b"+OK\r\n+OK\r\n", answer
+    answer = redis_call(ip, 6379, ("AUTH", password), ("CONFIG", "GET", "appendonly"))
+    assert answer == b"+OK\r\n*2\r\n$10\r\nappendonly\r\n$3\r\nyes\r\n", answer
+
+    api = f"http://{stack.service_ip('chat-backend')}:8080"
+    claims = {"sub": "e2e-keeper", "exp": int(time.time()) + 900, "iat": int(time.time())}
+    auth = {"Authorization": f"Bearer {jwt.encode(claims, secret, algorithm='HS256')}"}
+    renamed = httpx.patch(f"{api}/api/auth/username", json={"username": "kept_e2e"}, headers=auth)
+    assert renamed.status_code == 200, renamed.text
     old_uid = stack.pods("redis")[0]["metadata"]["uid"]
     deleted = time.monotonic()
     stack.kubectl("delete", "pod", "chat-redis-0", "-n", stack.namespace)
@@ -224,12 +253,19 @@ def test_persistent_redis_keeps_its_data_across_a_pod_restart(
             pods[0]["status"]["podIP"] if pods and pods[0]["metadata"]["uid"] != old_uid else None
         )
 
-    new_ip = wait_for(new_redis_ip, "the Redis pod back", 120)
+    wait_for(new_redis_ip, "the Redis pod back", 120)
     report.record("redis_persistent_pod_restart_seconds", round(time.monotonic() - deleted, 1))
-    answer = redis_call(new_ip, 6379, ("AUTH", password), ("GET", "e2e:kept"))
-    assert answer == b"+OK\r\n$10\r\nstill here\r\n", answer
-    claims = get_json(stack.kubectl, "pvc", "-n", stack.namespace)["items"]
-    assert [c["status"]["phase"] for c in claims] == ["Bound"]
+
+    def account() -> dict[str, str] | None:
+        try:
+            answer = httpx.get(f"{api}/api/auth/me", headers=auth, timeout=5)
+        except httpx.HTTPError:
+            return None
+        return answer.json() if answer.status_code == 200 else None
+
+    assert wait_for(account, "the account through the API again", 60) == renamed.json()
+    pvcs = get_json(stack.kubectl, "pvc", "-n", stack.namespace)["items"]
+    assert [c["status"]["phase"] for c in pvcs] == ["Bound"]
 
 
 async def test_a_backend_pod_deleted_under_typing_users_loses_no_keystroke(

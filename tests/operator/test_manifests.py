@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -431,3 +432,48 @@ def test_a_zero_memory_target_scales_on_cpu_alone() -> None:
     assert [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["cpu"]
     default = by_kind(build({}), "HorizontalPodAutoscaler", "chat-backend")
     assert [m["resource"]["name"] for m in default["spec"]["metrics"]] == ["cpu", "memory"]
+
+
+@pytest.mark.parametrize(
+    ("auth", "appendonly"),
+    [
+        ({}, "no"),
+        ({"mode": "jwt", "jwt": {"secretRef": {"name": "s", "key": "k"}}}, "yes"),
+        ({"mode": "firebase", "firebase": {"projectId": "p"}}, "yes"),
+    ],
+)
+def test_instances_that_keep_accounts_log_every_redis_write(
+    auth: dict[str, Any], appendonly: str, tmp_path: Path
+) -> None:
+    """The start script, run by sh with a stand-in redis-server that prints its arguments."""
+    ctx = context({"auth": auth})
+    sts = redis.build_statefulset(ctx, checksum="c")
+    assert sts is not None
+    env = {
+        e["name"]: e.get("value") for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["APPENDONLY"] == appendonly
+    scripts = redis.build_scripts(ctx)
+    assert scripts is not None
+    (tmp_path / "redis-start.sh").write_text(scripts["data"]["redis-start.sh"])
+    fake = tmp_path / "bin" / "redis-server"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\necho "$@"\n')
+    fake.chmod(0o755)
+    started = subprocess.run(
+        ["sh", str(tmp_path / "redis-start.sh")],
+        env={
+            "PATH": f"{fake.parent}:/usr/bin:/bin",
+            "APPENDONLY": env["APPENDONLY"],
+            "HEADLESS_SERVICE": "h",
+            "REDIS_PASSWORD": "pw",
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    args = started.stdout.split()
+    assert ("--appendonly" in args) == (appendonly == "yes")
+    if appendonly == "yes":
+        assert args[args.index("--appendonly") + 1] == "yes"
+        assert args[args.index("--appendfsync") + 1] == "everysec"

@@ -189,3 +189,30 @@ def test_paused_keeps_observed_fields() -> None:
     assert result["phase"] == "Paused"
     assert result["backend"] == previous["backend"]
     assert result["observedGeneration"] == 3
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        ({}, "no accounts (auth.mode anonymous): snapshots on pod storage"),
+        (
+            {"auth": {"mode": "firebase", "firebase": {"projectId": "p"}}},
+            "accounts kept: append-only file on pod storage (emptyDir), lost when a pod is "
+            "deleted; set redis.persistence.enabled to keep accounts",
+        ),
+        (
+            {
+                "auth": {"mode": "firebase", "firebase": {"projectId": "p"}},
+                "redis": {"persistence": {"enabled": True}},
+            },
+            "accounts kept: append-only file on a PersistentVolumeClaim per pod",
+        ),
+        (
+            {"redis": {"mode": "external", "url": "redis://r:6379/0"}},
+            "external: the external Redis's own persistence applies",
+        ),
+    ],
+)
+def test_status_says_how_redis_keeps_accounts(raw: dict[str, Any], says: str) -> None:
+    result = compute(status.Observed(deployment(), statefulset()), spec=specs.parse(raw))
+    assert result["redis"]["persistence"].startswith(says)
