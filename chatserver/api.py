@@ -14,8 +14,10 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from chatserver.accounts.model import AccountError, Invalid, Unauthorized, Unavailable
@@ -168,5 +170,21 @@ def install(app: FastAPI, service: AccountService, authenticator: Authenticator)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse(error_body(exc), status_code=exc.status, headers=headers)
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if not request.url.path.startswith("/api/"):
+            return await http_exception_handler(request, exc)
+        message = {404: "no such API path; see the README's REST API", 405: "method not allowed"}
+        text = message.get(exc.status_code, str(exc.detail))
+        body = {"error": text, "message": text, "code": f"http_{exc.status_code}"}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("API call failed", exc_info=exc)
+        text = "the server failed on this request; try again, and report it if it persists"
+        return JSONResponse({"error": text, "message": text, "code": "internal"}, status_code=500)
+
     app.add_exception_handler(AccountError, refused)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, failed)
     app.include_router(router(service, authenticator))

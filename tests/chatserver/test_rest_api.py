@@ -199,7 +199,9 @@ async def test_bad_bodies_are_refused_with_400(server: ChatProcess) -> None:
             assert answer.json()["code"] == "invalid"
         unknown = await api.get("/api/nothing-here")
         assert unknown.status_code == 404
-        assert unknown.headers["content-type"].startswith("application/json")
+        assert "no such API path" in unknown.json()["error"]
+        wrong = await api.put("/api/auth/me")
+        assert (wrong.status_code, wrong.json()["code"]) == (405, "http_405")
 
 
 async def test_logout_ends_the_token_on_the_api_and_the_socket(server: ChatProcess) -> None:
