@@ -28,6 +28,8 @@ from websockets.exceptions import ConnectionClosed
 from tests.chatserver.client import Client, client, joined
 from tests.chatserver.test_faults import (
     Collector,
+    Writer,
+    account_for,
     chat,
     eventually,
     metric,
@@ -293,64 +295,6 @@ async def test_reusing_a_victims_message_id_never_replaces_the_victims_text(
 # --- 5 and 6. Redis restarted or hung under traffic --------------------------------------
 
 
-class Writer:
-    """Types numbered messages (a new message id each) at ``rate`` per second."""
-
-    def __init__(self, c: Client, name: str, rate: float) -> None:
-        self.name, self.rate, self.sent = name, rate, 0
-        self.collector = Collector(c)
-        self.client = c
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            self.sent += 1
-            try:
-                await self.client.send(chat(f"{self.name}-{self.sent}", str(self.sent)))
-            except ConnectionClosed:
-                return
-            await asyncio.sleep(1 / self.rate)
-
-    def refused(self) -> set[int]:
-        return {
-            int(f["message_id"].rsplit("-", 1)[1])
-            for f in self.collector.frames
-            if f["type"] == "error" and f["code"] == "unavailable" and f.get("message_id")
-        }
-
-    def other_errors(self) -> list[dict[str, Any]]:
-        return [
-            f for f in self.collector.frames if f["type"] == "error" and f["code"] != "unavailable"
-        ]
-
-    async def stop(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-
-async def _account(writers: list[Writer], reader: Collector, *, timeout: float) -> None:
-    """Every frame sent is delivered to the reader or refused to its writer."""
-
-    def missing() -> dict[str, set[int]]:
-        out = {}
-        for w in writers:
-            gone = set(range(1, w.sent)) - reader.numbers_from(w.name) - w.refused()
-            if gone:
-                out[w.name] = gone
-        return out
-
-    with contextlib.suppress(AssertionError):
-        await eventually(lambda: not missing(), timeout=timeout, what="every frame accounted")
-    lost = missing()
-    for w in writers:
-        print(
-            f"{w.name}: sent {w.sent - 1}, delivered {len(reader.numbers_from(w.name))}, "
-            f"refused {len(w.refused())}"
-        )
-    assert not lost, f"frames neither delivered nor refused: {lost}"
-
-
 @pytest.mark.redis
 async def test_every_frame_around_a_redis_restart_is_delivered_or_refused(
     redis_server: RedisProcess, chat_server: ChatFactory
@@ -379,7 +323,7 @@ async def test_every_frame_around_a_redis_restart_is_delivered_or_refused(
             await asyncio.sleep(3.0)  # pacing: keep typing through the recovery
             for w in writers:
                 await w.stop()
-            await _account(writers, reader, timeout=5)
+            await account_for(writers, reader, timeout=5)
             for w in writers:
                 assert not w.other_errors(), w.other_errors()[:3]
         finally:
@@ -422,7 +366,7 @@ async def test_a_hung_redis_refuses_frames_promptly_and_kicks_nobody(
                 await w.stop()
             # Refusals came while Redis hung, not all at once when it resumed.
             assert all(n > 10 for n in during.values()), during
-            await _account(writers, reader, timeout=5)
+            await account_for(writers, reader, timeout=5)
             for w in writers:
                 assert w.collector.close_code is None, f"{w.name} was closed"
                 assert not w.other_errors(), w.other_errors()[:3]

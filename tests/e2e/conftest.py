@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import redis
 
+from tests.fixtures import processes
 from tests.fixtures.devcluster import KUBECONFIG_ENV, Kubectl, devcluster
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -41,18 +43,21 @@ T = TypeVar("T")
 
 
 def wait_for(check: Callable[[], T | None], what: str, timeout: float = 120.0) -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` on timeout."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-        except (AssertionError, KeyError, OSError, ValueError) as exc:
-            last, value = exc, None
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last})")
+    """``processes.wait_for`` with connection and decoding errors counted as "not yet"."""
+    return processes.wait_for(
+        check,
+        what,
+        timeout,
+        tolerate=(AssertionError, KeyError, OSError, ValueError, redis.RedisError),
+        interval=0.25,
+    )
+
+
+def redis_at(host: str, port: int = 6379, password: str | None = None) -> redis.Redis:
+    """A redis-py client for one real Redis or Sentinel (answers decoded)."""
+    return redis.Redis(
+        host=host, port=port, password=password, socket_timeout=5, decode_responses=True
+    )
 
 
 def http_get(url: str, timeout: float = 3.0) -> tuple[int, str]:

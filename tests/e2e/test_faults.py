@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -16,25 +15,18 @@ import httpx
 import jwt
 import pytest
 
-from tests.e2e.conftest import OPERATOR_NS, Report, Stack, get_json, http_get, wait_for
-from tests.e2e.users import Numbered, Typist, Watcher
+from tests.e2e.conftest import (
+    OPERATOR_NS,
+    Report,
+    Stack,
+    get_json,
+    http_get,
+    redis_at,
+    wait_for,
+)
+from tests.e2e.users import Numbered, Typist, Watcher, typing_users
 
 pytestmark = [pytest.mark.devcluster, pytest.mark.e2e]
-
-
-def resp(*args: str) -> bytes:
-    out = f"*{len(args)}\r\n".encode()
-    for arg in args:
-        out += f"${len(arg.encode())}\r\n{arg}\r\n".encode()
-    return out
-
-
-def redis_call(host: str, port: int, *commands: tuple[str, ...]) -> bytes:
-    """Send RESP commands to a real Redis or Sentinel; return everything it answered."""
-    with socket.create_connection((host, port), timeout=5) as sock:
-        sock.sendall(b"".join(resp(*c) for c in commands))
-        time.sleep(0.3)
-        return sock.recv(65536)
 
 
 def room() -> str:
@@ -154,16 +146,18 @@ async def test_sentinel_fails_over_when_the_master_pod_is_killed_or_deleted(
     password = stack.secret_value("chat-redis-auth", "redis-password")
 
     def master() -> str:
-        answer = redis_call(
-            sentinel, 26379, ("SENTINEL", "get-master-addr-by-name", "mymaster")
-        ).decode()
-        return next(line for line in answer.split("\r\n") if line.startswith("chat-redis-"))
+        found = redis_at(sentinel, 26379).sentinel_get_master_addr_by_name("mymaster")
+        assert found is not None, "the sentinels name no master"
+        host = found[0]
+        assert isinstance(host, str)
+        assert host.startswith("chat-redis-"), host
+        return host
 
     def roles() -> dict[str, str]:
         out = {}
         for pod in stack.pods("redis"):
-            answer = redis_call(pod["status"]["podIP"], 6379, ("AUTH", password), ("ROLE",))
-            out[pod["metadata"]["name"]] = "master" if b"master" in answer[:40] else "replica"
+            role = redis_at(pod["status"]["podIP"], password=password).execute_command("ROLE")
+            out[pod["metadata"]["name"]] = "master" if role[0] == "master" else "replica"
         return out
 
     def three_roles() -> dict[str, str] | None:
@@ -235,8 +229,7 @@ def test_persistent_redis_keeps_accounts_across_a_pod_restart(
     )
     password = stack.secret_value("chat-redis-auth", "redis-password")
     ip = stack.pods("redis")[0]["status"]["podIP"]
-    answer = redis_call(ip, 6379, ("AUTH", password), ("CONFIG", "GET", "appendonly"))
-    assert answer == b"+OK\r\n*2\r\n$10\r\nappendonly\r\n$3\r\nyes\r\n", answer
+    assert redis_at(ip, password=password).config_get("appendonly") == {"appendonly": "yes"}
 
     api = f"http://{stack.service_ip('chat-backend')}:8080"
     claims = {"sub": "e2e-keeper", "exp": int(time.time()) + 900, "iat": int(time.time())}
@@ -288,25 +281,13 @@ async def test_a_backend_pod_deleted_under_typing_users_loses_no_keystroke(
     channel = room()
     watcher = Watcher(ws_to(f"http://{other['status']['podIP']}:8080"), channel)
     typists = [Typist(victim_then_service, channel, f"t{i}", rate=10) for i in range(2)]
-    try:
-        for t in typists:
-            t.start(messages=8, length=20)
-        await asyncio.sleep(3)
+    async with typing_users(typists, [watcher], messages=8) as users:
         stack.kubectl(
             "delete", "pod", victim["metadata"]["name"], "-n", stack.namespace, "--wait=false"
         )
-        for t in typists:
-            await t.finished()
-        await asyncio.sleep(2)
-    finally:
-        for t in typists:
-            await t.stop()
-        await watcher.stop()
-    lost = sum(t.lost_keystrokes(watcher) for t in typists)
-    typed = sum(len(text) for t in typists for text in t.typed.values())
-    codes = [c for t in typists for c in t.connection.close_codes]
-    assert 1001 in codes, codes
-    report.record("backend_pod_deleted_keystrokes", f"{typed} typed, {lost} lost")
+    lost = users.lost(watcher)
+    assert 1001 in users.close_codes, users.close_codes
+    report.record("backend_pod_deleted_keystrokes", f"{users.typed} typed, {lost} lost")
     assert lost == 0
 
 

@@ -5,12 +5,12 @@ chatting through the deployed Redis."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 import uuid
 from collections.abc import Callable
 
 import pytest
+import redis
 
 from tests.chatserver.client import client, joined
 from tests.e2e.conftest import (
@@ -20,6 +20,7 @@ from tests.e2e.conftest import (
     get_json,
     http_get,
     is_ready,
+    redis_at,
     wait_for,
 )
 from tests.fixtures.devcluster import Kubectl
@@ -33,21 +34,6 @@ def ws(base: str, query: str) -> str:
 
 def chat(mid: str, text: str) -> dict[str, object]:
     return {"type": "chat", "message_id": mid, "payload": text, "position": {"x": 10, "y": 20}}
-
-
-def redis_command(host: str, password: str, *command: str) -> bytes:
-    """One RESP exchange with a real Redis over TCP: AUTH, then ``command``."""
-
-    def encode(*args: str) -> bytes:
-        out = f"*{len(args)}\r\n".encode()
-        for arg in args:
-            out += f"${len(arg.encode())}\r\n{arg}\r\n".encode()
-        return out
-
-    with socket.create_connection((host, 6379), timeout=5) as sock:
-        sock.sendall(encode("AUTH", password) + encode(*command))
-        time.sleep(0.2)
-        return sock.recv(4096)
 
 
 def test_the_operator_runs_in_cluster_with_one_leader(
@@ -108,8 +94,9 @@ async def test_an_instance_is_ready_on_real_pods_and_users_chat_across_them(
     redis_pod = stack.pods("redis")[0]
     assert redis_pod["spec"]["nodeName"] == "devcluster-node"
     redis_ip = redis_pod["status"]["podIP"]
-    assert redis_command(redis_ip, password, "PING").endswith(b"+PONG\r\n")
-    assert b"WRONGPASS" in redis_command(redis_ip, "not-" + password, "PING")
+    assert redis_at(redis_ip, password=password).ping() is True
+    with pytest.raises(redis.AuthenticationError, match="WRONGPASS"):
+        redis_at(redis_ip, password="not-" + password).ping()
 
     # Users on two different pods: keystrokes, presence, late-joiner replay.
     a, b, c = urls

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.e2e.conftest import Report, Stack, get_json
-from tests.e2e.users import Typist, Watcher
+from tests.e2e.users import Typist, Watcher, typing_users
 
 pytestmark = [pytest.mark.devcluster, pytest.mark.e2e]
 
@@ -30,10 +30,7 @@ async def test_rolling_upgrade_under_typing_users_loses_no_keystroke(
     watchers = [Watcher(lambda q: service + q, channel, f"w{i}") for i in range(2)]
     typists = [Typist(lambda q: service + q, channel, f"t{i}", rate=10) for i in range(3)]
     ready_seen: list[int] = []
-    try:
-        for t in typists:
-            t.start(messages=20, length=20)  # 40 s of typing each
-        await asyncio.sleep(3)
+    async with typing_users(typists, watchers, messages=20) as users:  # 40 s of typing each
         started = time.monotonic()
         stack.apply({"backend": {"logLevel": "DEBUG"}})  # new config: the pods roll
 
@@ -47,19 +44,11 @@ async def test_rolling_upgrade_under_typing_users_loses_no_keystroke(
             assert time.monotonic() - started < 240, "the rollout did not finish in 240 s"
             await asyncio.sleep(0.5)
         rollout = time.monotonic() - started
-        for t in typists:
-            await t.finished()
-        await asyncio.sleep(2)
-    finally:
-        for t in typists:
-            await t.stop()
-        for w in watchers:
-            await w.stop()
     stack.wait_ready()
-    drained = sum(t.connection.close_codes.count(1001) for t in typists)
-    other_codes = [c for t in typists for c in t.connection.close_codes if c != 1001]
-    typed = sum(len(text) for t in typists for text in t.typed.values())
-    lost = {w.connection.query: sum(t.lost_keystrokes(w) for t in typists) for w in watchers}
+    drained = users.close_codes.count(1001)
+    other_codes = [c for c in users.close_codes if c != 1001]
+    typed = users.typed
+    lost = {w.connection.query: users.lost(w) for w in watchers}
     report.record("rolling_upgrade_seconds", round(rollout, 1))
     report.record("rolling_upgrade_min_ready_pods", min(ready_seen))
     report.record(

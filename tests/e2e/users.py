@@ -17,7 +17,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -222,3 +222,43 @@ class Numbered:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+@dataclass
+class Typing:
+    """Typists typing in one room while watchers look on, once they have all stopped."""
+
+    typists: list[Typist]
+    watchers: list[Watcher]
+
+    @property
+    def typed(self) -> int:
+        return sum(len(text) for t in self.typists for text in t.typed.values())
+
+    def lost(self, watcher: Watcher) -> int:
+        return sum(t.lost_keystrokes(watcher) for t in self.typists)
+
+    @property
+    def close_codes(self) -> list[int | None]:
+        return [c for t in self.typists for c in t.connection.close_codes]
+
+
+@contextlib.asynccontextmanager
+async def typing_users(
+    typists: list[Typist], watchers: list[Watcher], *, messages: int, length: int = 20
+) -> AsyncIterator[Typing]:
+    """Start the typists, give them 3 s, run the body (the fault), let each typist finish
+    its messages and the last frames arrive, then stop everyone."""
+    try:
+        for t in typists:
+            t.start(messages=messages, length=length)
+        await asyncio.sleep(3)
+        yield Typing(typists, watchers)
+        for t in typists:
+            await t.finished()
+        await asyncio.sleep(2)
+    finally:
+        for t in typists:
+            await t.stop()
+        for w in watchers:
+            await w.stop()

@@ -14,7 +14,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -24,6 +23,7 @@ from typing import Any, TypeVar
 import pytest
 
 from asocial_operator import cluster
+from tests.fixtures import processes
 from tests.fixtures.devcluster import Kubectl
 from tests.operator import crd
 
@@ -33,18 +33,10 @@ T = TypeVar("T")
 
 
 def wait_for(check: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` on timeout."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-        except (cluster.ApiError, AssertionError, KeyError) as exc:
-            last, value = exc, None
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last})")
+    """``processes.wait_for`` with API errors counted as "not yet"."""
+    return processes.wait_for(
+        check, what, timeout, tolerate=(cluster.ApiError, AssertionError, KeyError)
+    )
 
 
 def free_port() -> int:
