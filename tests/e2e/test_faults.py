@@ -234,8 +234,19 @@ def test_persistent_redis_keeps_accounts_across_a_pod_restart(
     api = f"http://{stack.service_ip('chat-backend')}:8080"
     claims = {"sub": "e2e-keeper", "exp": int(time.time()) + 900, "iat": int(time.time())}
     auth = {"Authorization": f"Bearer {jwt.encode(claims, secret, algorithm='HS256')}"}
-    renamed = httpx.patch(f"{api}/api/auth/username", json={"username": "kept_e2e"}, headers=auth)
-    assert renamed.status_code == 200, renamed.text
+
+    def rename() -> httpx.Response | None:
+        # The Service may still be wiring up the new pods' endpoints: retry until it answers.
+        try:
+            answer = httpx.patch(
+                f"{api}/api/auth/username", json={"username": "kept_e2e"}, headers=auth, timeout=5
+            )
+        except httpx.HTTPError:
+            return None
+        assert answer.status_code in (200, 503), answer.text
+        return answer if answer.status_code == 200 else None
+
+    renamed = wait_for(rename, "a rename through the backend Service", 60)
     old_uid = stack.pods("redis")[0]["metadata"]["uid"]
     deleted = time.monotonic()
     stack.kubectl("delete", "pod", "chat-redis-0", "-n", stack.namespace)
