@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright import async_api as pw_api
 
-from tests.browser.pages import CHROMIUM, CHROMIUM_ARGS, SERVER_ENV
+from tests.browser.pages import CHROMIUM, SERVER_ENV, browser
 from tests.fixtures.processes import ChatProcess
 
 
@@ -27,11 +26,4 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[pw_api.Browser]:
-    async with pw_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+__all__ = ["browser"]  # the fixture, defined with the page helpers (e2e uses it too)

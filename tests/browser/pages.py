@@ -4,7 +4,9 @@ one room, reading the view's state."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 
+import pytest
 from playwright import async_api as pw_api
 
 expect = pw_api.expect
@@ -64,3 +66,13 @@ async def two_users(
             await expect(page.locator(f'#presence [data-user-id="{uid}"]')).to_be_visible()
         await expect(page.locator("#count")).to_have_text("2")
     return page_a, uid_a, page_b, uid_b
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[pw_api.Browser]:
+    async with pw_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright import async_api as pw_api
 
-from tests.browser.test_canvas import _open, browser
+from tests.browser.pages import browser, open_page
 from tests.e2e.conftest import Stack
 
 pytestmark = [pytest.mark.devcluster, pytest.mark.e2e, pytest.mark.browser]
@@ -27,8 +27,8 @@ async def test_two_pages_on_two_backend_pods_see_each_other_type(
     stack.wait_ready()
     a, b, _ = stack.backend_urls()
     channel = "browser-" + uuid.uuid4().hex[:8]
-    page_a, uid_a = await _open(browser, f"{a}/?channel={channel}")
-    page_b, uid_b = await _open(browser, f"{b}/?channel={channel}")
+    page_a, uid_a = await open_page(browser, f"{a}/?channel={channel}")
+    page_b, uid_b = await open_page(browser, f"{b}/?channel={channel}")
     for page in (page_a, page_b):
         for uid in (uid_a, uid_b):
             await expect(page.locator(f'#presence [data-user-id="{uid}"]')).to_be_visible()
