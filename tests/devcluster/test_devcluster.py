@@ -19,6 +19,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from tests.fixtures import processes
 from tests.fixtures.devcluster import (
     KUBECONFIG_ENV,
     Kubectl,
@@ -43,19 +44,8 @@ def as_json(obj: object) -> Any:
 
 
 def wait_for(check: Callable[[], T | None], what: str, timeout: float = 90.0) -> T:
-    """Poll ``check`` until it returns something other than None/False."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-        except ApiException as exc:
-            last_error = exc
-            value = None
-        if value is not None and value is not False:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} ({last_error})")
+    """``processes.wait_for`` with API errors counted as "not yet"."""
+    return processes.wait_for(check, what, timeout, tolerate=(ApiException,), interval=0.5)
 
 
 def gone(read: Callable[[], object]) -> bool:

@@ -69,9 +69,18 @@ async def accounted_traffic(stack: Stack) -> AsyncIterator[tuple[Numbered, Watch
         )
         yield writer, watcher
         await writer.stop()
-        await asyncio.to_thread(
-            wait_for, lambda: not writer.unaccounted(watcher), "every frame accounted", 10
-        )
+        try:
+            await asyncio.to_thread(
+                wait_for, lambda: not writer.unaccounted(watcher), "every frame accounted", 10
+            )
+        except AssertionError:
+            lost = sorted(writer.unaccounted(watcher))
+            raise AssertionError(
+                f"{len(lost)} of {len(writer.sent)} frames neither delivered nor refused: "
+                f"{lost[:30]}; writer closes {writer.connection.close_codes} "
+                f"(reconnects {writer.connection.reconnects}), watcher closes "
+                f"{watcher.connection.close_codes} (reconnects {watcher.connection.reconnects})"
+            ) from None
     finally:
         await writer.stop()
         await watcher.stop()
