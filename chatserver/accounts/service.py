@@ -105,7 +105,10 @@ class AccountService:
     async def me(self, principal: Principal | None) -> Account:
         """The caller's account, created on the first call with a username made from the
         token's email (numbered when taken)."""
-        who = await self._fresh(self.signed_in(principal))
+        return await self._account(await self._fresh(self.signed_in(principal)))
+
+    async def _account(self, who: Principal) -> Account:
+        """The account of a checked principal, created on first use."""
         existing = await self.store.account(who.user_id)
         if existing is not None:
             return existing
@@ -133,7 +136,7 @@ class AccountService:
     async def rename(self, principal: Principal | None, value: object) -> Account:
         who = await self._fresh(self.signed_in(principal))
         name = model.check_username(value)
-        await self.me(who)
+        await self._account(who)  # already checked: no second revocation lookup
         try:
             return await self.store.rename(who.user_id, name)
         except Conflict as exc:
