@@ -312,7 +312,10 @@ class RedisBroker(Broker):
             kind = message["type"]
             name = message["channel"].decode()
             if kind == "message" and name != CONTROL_CHANNEL:
-                self._deliver(name[prefix_len:], message["data"])
+                channel = name[prefix_len:]
+                # A frame Redis sent before it processed our UNSUBSCRIBE is not ours any more.
+                if channel in self._channels:
+                    self._deliver(channel, message["data"])
             elif kind == "subscribe" and name != CONTROL_CHANNEL:
                 self._confirmed.setdefault(name[prefix_len:], asyncio.Event()).set()
 

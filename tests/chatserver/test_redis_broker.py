@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from chatserver.broker.base import BrokerUnavailable
-from chatserver.broker.redis_broker import RedisBroker
+from chatserver.broker.redis_broker import RedisBroker, _chan
 from chatserver.broker.redis_url import RedisURLError, parse_sentinel, scheme
 from chatserver.metrics import Metrics
 from chatserver.protocol import Member
@@ -38,6 +38,28 @@ async def test_publish_reaches_subscribers_of_that_channel_only(broker: RedisBro
     await broker.publish("a", b"3")
     await asyncio.sleep(0.3)
     assert got == [("a", b"1")]
+
+
+async def test_frames_redis_sends_before_it_processes_the_unsubscribe_are_dropped(
+    broker: RedisBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis may still send a channel's frames after we asked to leave it (the request is
+    in flight, or was lost with a connection): the broker must not hand them on."""
+    got: list[tuple[str, bytes]] = []
+    broker.set_handler(lambda channel, data: got.append((channel, data)))
+    await broker.subscribe("a")
+    pubsub = broker._pubsub
+    assert pubsub is not None
+
+    async def unsubscribe_not_yet_processed(*channels: str) -> None:
+        return None
+
+    monkeypatch.setattr(pubsub, "unsubscribe", unsubscribe_not_yet_processed)
+    await broker.unsubscribe("a")
+    assert pubsub.channels, "Redis should still hold the subscription for this test"
+    await broker._client.publish(_chan("a"), b"late")
+    await asyncio.sleep(0.3)
+    assert got == []
 
 
 async def test_recent_keeps_the_newest_frame_per_message_within_the_window(
