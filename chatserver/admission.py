@@ -39,6 +39,8 @@ class Admitted:
     identity: Identity
     member: Member
     subprotocol: str | None
+    account_id: str | None = None  # signed in with a token: the account it names
+    token_issued_at: int | None = None
 
 
 BEARER_SUBPROTOCOL = "bearer"
@@ -151,4 +153,11 @@ async def admit(runtime: Runtime, websocket: WebSocket) -> Admitted | None:
         protocol.clean_username(params.get("username")) or principal.name,
         protocol.clean_color(params.get("color")),
     )
-    return Admitted(identity, member, subprotocol)
+    signed_in = runtime.accounts.identities and principal.authenticated
+    return Admitted(
+        identity,
+        member,
+        subprotocol,
+        account_id=principal.user_id if signed_in else None,
+        token_issued_at=principal.issued_at if signed_in else None,
+    )

@@ -35,6 +35,7 @@ from chatserver.metrics import Metrics
 from chatserver.presence import Presence
 from chatserver.runtime import Runtime
 from chatserver.settings import Settings
+from chatserver.signouts import SignOuts
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ def build_runtime(settings: Settings) -> Runtime:
     presence = Presence(broker, ttl_s=settings.presence_ttl_seconds)
     broker.set_recovery_handler(presence.wake)
     auth = Authenticator(settings)
+    signouts = SignOuts(broker)
     return Runtime(
         settings=settings,
         metrics=metrics,
@@ -75,7 +77,9 @@ def build_runtime(settings: Settings) -> Runtime:
             broker,
             identities=auth.identities,
             revoker=auth.revoker,
+            end_sockets=signouts.announce,
         ),
+        signouts=signouts,
     )
 
 

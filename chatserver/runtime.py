@@ -2,8 +2,8 @@
 
 Built and torn down by the app; sessions register and unregister themselves, and the
 connection limits are read from here at admission.
-May use: ``accounts``, ``hub``, ``presence``, ``auth``, ``limits``, ``broker``, ``metrics``,
-``protocol``, ``settings``.
+May use: ``accounts``, ``hub``, ``presence``, ``signouts``, ``auth``, ``limits``, ``broker``,
+``metrics``, ``protocol``, ``settings``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from chatserver.metrics import Metrics
 from chatserver.presence import Presence
 from chatserver.protocol import CLOSE_GOING_AWAY
 from chatserver.settings import Settings
+from chatserver.signouts import SignOuts
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class Runtime:
     auth: Authenticator
     limiter: MessageLimiter
     accounts: AccountService
+    signouts: SignOuts
     draining: bool = False
     sessions: set[Connection] = dataclasses.field(default_factory=set)
     per_user: dict[str, int] = dataclasses.field(default_factory=dict)

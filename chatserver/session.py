@@ -52,12 +52,21 @@ class Session:
     """A connected client. Implements ``hub.Receiver``."""
 
     def __init__(
-        self, runtime: Runtime, websocket: WebSocket, *, identity: Identity, member: Member
+        self,
+        runtime: Runtime,
+        websocket: WebSocket,
+        *,
+        identity: Identity,
+        member: Member,
+        account_id: str | None = None,
+        token_issued_at: int | None = None,
     ) -> None:
         self.rt = runtime
         self.ws = websocket
         self.identity = identity
         self.member = member
+        self.account_id = account_id
+        self.token_issued_at = token_issued_at
         self.conn_id = uuid.uuid4().hex[:16]
         self._limit = runtime.settings.send_queue_size
         self._queue = outbox.Outbox()
@@ -134,6 +143,15 @@ class Session:
         self._queue.clear()
         self._control.close_now(CLOSE_TRY_LATER, reason)
 
+    def end_sign_in(self, reason: str) -> None:
+        """Implements ``signouts.SignedIn``: the account signed out (or is gone)."""
+        if self._closing:
+            return
+        log.info("sign-in ended", extra={"user": self.user_id})
+        frame = protocol.error_frame(ErrorCode.UNAUTHORIZED, reason)
+        self.offer(wire.Outgoing(protocol.encode(frame)))
+        self.close(CLOSE_POLICY, "Signed out", after_queue=True)
+
     def kill(self) -> None:
         """Stop serving this client now, even if it never reads its close frame."""
         self.killed = True
@@ -166,6 +184,7 @@ class Session:
         # Counted before the first await: ``serve`` checked the limits just now, and a
         # handshake counted only after its accept would let simultaneous ones all pass.
         rt.add(self)
+        rt.signouts.track(self)
         joined = accepted = False
         try:
             await self.ws.accept(subprotocol=subprotocol)
@@ -194,6 +213,7 @@ class Session:
                     await writer
             self._queue.clear()
             await self._leave(joined)
+            rt.signouts.untrack(self)
             rt.remove(self)
             if accepted:
                 rt.metrics.connections_active.dec()
@@ -415,7 +435,14 @@ async def serve(runtime: Runtime, websocket: WebSocket) -> None:
     admitted = await admission.admit(runtime, websocket)
     if admitted is None:
         return
-    session = Session(runtime, websocket, identity=admitted.identity, member=admitted.member)
+    session = Session(
+        runtime,
+        websocket,
+        identity=admitted.identity,
+        member=admitted.member,
+        account_id=admitted.account_id,
+        token_issued_at=admitted.token_issued_at,
+    )
     token_cid = logs.correlation_id.set(session.conn_id)
     try:
         await session.run(subprotocol=admitted.subprotocol)

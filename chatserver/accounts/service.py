@@ -18,6 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from chatserver.accounts import model
 from chatserver.accounts.model import (
@@ -31,7 +32,7 @@ from chatserver.accounts.model import (
 )
 from chatserver.accounts.store import AccountStore
 from chatserver.auth import Principal
-from chatserver.broker.base import Counter
+from chatserver.broker.base import BrokerUnavailable, Counter
 from chatserver.protocol import valid_user_id
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,12 @@ DEFAULT_ROOM_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "asocial:room:default"))
 
 Revoker = Callable[[str], Awaitable[None]]
 """Ends an account's sessions at its identity provider (Firebase refresh tokens)."""
+
+
+class SocketEnder(Protocol):
+    """Closes an account's open sockets whose token was issued up to a time (seconds)."""
+
+    def __call__(self, account_id: str, *, issued_up_to: int, reason: str) -> Awaitable[None]: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,12 +65,14 @@ class AccountService:
         *,
         identities: bool,
         revoker: Revoker | None = None,
+        end_sockets: SocketEnder | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.identities = identities
         self._counter = counter
         self._revoker = revoker
+        self._end_sockets = end_sockets
         self._clock = clock
 
     def _now_ms(self) -> int:
@@ -147,14 +156,27 @@ class AccountService:
         if not await self.store.delete_account(who.user_id):
             raise NotFound("there is no account to delete")
         log.info("account deleted")
+        await self._close_sockets(who.user_id, int(self._clock()), "this account was deleted")
 
     async def logout(self, principal: Principal | None) -> None:
         """Refuse the caller's current tokens from now on, and end its refresh tokens at
         the identity provider when there is one."""
         who = await self._fresh(self.signed_in(principal))
-        await self.store.revoke(who.user_id, int(self._clock()))
+        now = int(self._clock())
+        await self.store.revoke(who.user_id, now)
         if self._revoker is not None:
             await self._revoker(who.user_id)
+        await self._close_sockets(who.user_id, now, "signed out: sign in again to chat")
+
+    async def _close_sockets(self, account_id: str, issued_up_to: int, reason: str) -> None:
+        """Close the account's open sockets in every process (best effort: the sign-out
+        itself is recorded, so any socket missed is refused when it reconnects)."""
+        if self._end_sockets is None:
+            return
+        try:
+            await self._end_sockets(account_id, issued_up_to=issued_up_to, reason=reason)
+        except BrokerUnavailable:
+            log.warning("open sockets not told of the sign-out: broker unavailable")
 
     # --- rooms ---------------------------------------------------------------------
 

@@ -73,13 +73,25 @@ class Counter(Protocol):
     async def count(self, key: str, *, window_s: int) -> int: ...
 
 
+class Announcements(Protocol):
+    """Process-wide notices (not a room's): every process hears each one once it is
+    announced, best effort (a process reconnecting to the backend at that moment misses
+    it)."""
+
+    def set_announcement_handler(self, handler: Callable[[bytes], None]) -> None: ...
+
+    async def announce(self, data: bytes) -> None: ...
+
+
 class Broker(abc.ABC):
-    """:class:`PubSub`, :class:`PresenceStore` and :class:`Counter` in one backend, with
-    its lifecycle (``start``, ``close``), readiness (``checks``) and a recovery hook."""
+    """:class:`PubSub`, :class:`PresenceStore`, :class:`Counter` and
+    :class:`Announcements` in one backend, with its lifecycle (``start``, ``close``),
+    readiness (``checks``) and a recovery hook."""
 
     def __init__(self) -> None:
         self._handler: MessageHandler | None = None
         self._on_recovered: Callable[[], None] | None = None
+        self._on_announcement: Callable[[bytes], None] | None = None
 
     def set_handler(self, handler: MessageHandler) -> None:
         self._handler = handler
@@ -96,6 +108,14 @@ class Broker(abc.ABC):
         if self._handler is not None:
             self._handler(channel, data)
 
+    def set_announcement_handler(self, handler: Callable[[bytes], None]) -> None:
+        """Called with the data of every announcement, this process's own included."""
+        self._on_announcement = handler
+
+    def _announced(self, data: bytes) -> None:
+        if self._on_announcement is not None:
+            self._on_announcement(data)
+
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Begin connecting; never fails because the backend is down (see ``checks``)."""
 
@@ -105,6 +125,10 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def checks(self) -> Mapping[str, bool]:
         """Readiness checks by name, e.g. ``{"redis": True, "pubsub": True}``."""
+
+    @abc.abstractmethod
+    async def announce(self, data: bytes) -> None:
+        """Tell every process (see :class:`Announcements`)."""
 
     @abc.abstractmethod
     async def subscribe(self, channel: str) -> None:

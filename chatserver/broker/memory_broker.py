@@ -22,6 +22,9 @@ class MemoryBroker(Broker):
     async def checks(self) -> Mapping[str, bool]:
         return {"memory": True, "pubsub": True}
 
+    async def announce(self, data: bytes) -> None:
+        asyncio.get_running_loop().call_soon(self._announced, data)
+
     async def subscribe(self, channel: str) -> None:
         self._subscribed.add(channel)
 

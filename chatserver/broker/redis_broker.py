@@ -353,10 +353,15 @@ class RedisBroker(Broker):
                 # A frame Redis sent before it processed our UNSUBSCRIBE is not ours any more.
                 if channel in self._channels:
                     self._deliver(channel, message["data"])
+            elif kind == "message":
+                self._announced(message["data"])
             elif kind == "subscribe" and name != CONTROL_CHANNEL:
                 self._confirmed.setdefault(name[prefix_len:], asyncio.Event()).set()
 
     # --- pub/sub -------------------------------------------------------------------
+
+    async def announce(self, data: bytes) -> None:
+        await self._call(self._client.publish(CONTROL_CHANNEL, data))
 
     async def subscribe(self, channel: str) -> None:
         if channel in self._channels:

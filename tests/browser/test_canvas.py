@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright import async_api as pw_api
 
@@ -220,7 +221,8 @@ async def test_a_signed_in_page_chats_and_is_seen_once(
     tmp_path: Path,
 ) -> None:
     """A page holding a Firebase ID token (the emulator's) is one person in presence, under
-    the uid its browser keeps, which is now bound to its account."""
+    the uid its browser keeps, which is now bound to its account; a sign-out elsewhere
+    disconnects it, saying why, and it does not retry on its own."""
     server = ChatProcess(
         tmp_path,
         {
@@ -255,5 +257,17 @@ async def test_a_signed_in_page_chats_and_is_seen_once(
         await guest.evaluate(f"localStorage.setItem('asocial.uid', '{uid_signed}')")
         await guest.reload()
         await expect(guest.locator("#toast")).to_contain_text("belongs to a signed-in account")
+        await expect(guest.locator("#status")).to_contain_text("disconnected: uid")
+
+        opened: list[str] = []
+        signed.on("websocket", lambda ws: opened.append(ws.url))
+        async with httpx.AsyncClient(base_url=base, timeout=10) as api:
+            out = await api.post("/api/auth/logout", headers={"Authorization": f"Bearer {token}"})
+            assert out.status_code == 200, out.text
+        status = signed.locator("#status")
+        await expect(status).to_have_text("disconnected: signed out: sign in again to chat")
+        await expect(signed.locator("#retry")).to_be_visible()
+        await asyncio.sleep(1.5)  # a reconnect would have started within 0.5-1 s
+        assert opened == []
     finally:
         server.stop()

@@ -156,6 +156,29 @@ async def test_logout_refuses_tokens_issued_before_it(service: AccountService) -
     assert (await service.me(fresh)).id == "u"
 
 
+async def test_logout_and_delete_end_the_accounts_open_sockets(store: AccountStore) -> None:
+    clock = Clock()
+    ended: list[tuple[str, int, str]] = []
+
+    async def end_sockets(account_id: str, *, issued_up_to: int, reason: str) -> None:
+        ended.append((account_id, issued_up_to, reason))
+
+    service = AccountService(
+        store, MemoryBroker(), identities=True, end_sockets=end_sockets, clock=clock
+    )
+    await service.start()
+    await service.me(user("ann", issued_at=int(clock.now) - 60))
+    await service.logout(user("ann", issued_at=int(clock.now) - 60))
+    clock.now += 10
+    await service.me(user("ann", issued_at=int(clock.now)))
+    clock.now += 1
+    await service.delete(user("ann", issued_at=int(clock.now) - 1))
+    assert ended == [
+        ("ann", 1_800_000_000, "signed out: sign in again to chat"),
+        ("ann", 1_800_000_011, "this account was deleted"),
+    ]
+
+
 async def test_without_sign_in_the_account_calls_say_why(store: AccountStore) -> None:
     service = AccountService(store, MemoryBroker(), identities=False)
     with pytest.raises(Unauthorized, match="ASOCIAL_AUTH_MODE"):

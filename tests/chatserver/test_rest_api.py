@@ -13,7 +13,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.chatserver.client import client
+from tests.chatserver.client import client, joined
 from tests.fixtures.processes import ChatFactory, ChatProcess, RedisProcess
 
 pytestmark = pytest.mark.redis
@@ -223,6 +223,36 @@ async def test_logout_ends_the_token_on_the_api_and_the_socket(server: ChatProce
         assert (
             await api.get("/api/auth/me", headers={"Authorization": f"Bearer {fresh}"})
         ).is_success
+
+
+async def test_a_sign_out_closes_the_accounts_open_sockets_on_every_server(
+    chat_server: ChatFactory, redis_server: RedisProcess
+) -> None:
+    a, b = (start(chat_server, redis_server, name=n) for n in ("a", "b"))
+    ann, bob = f"ann-{uid()}", f"bob-{uid()}"
+    signed_in = token(ann, iat=int(time.time()) - 5)
+    async with (
+        joined(a.ws(f"uid={ann}&token={signed_in}"), origin=ORIGIN) as ann_on_a,  # type: ignore[arg-type]
+        joined(b.ws(f"uid={ann}&token={signed_in}"), origin=ORIGIN) as ann_on_b,  # type: ignore[arg-type]
+        joined(b.ws(f"uid={bob}&token={token(bob)}"), origin=ORIGIN) as bob_on_b,  # type: ignore[arg-type]
+    ):
+        async with http(a) as api:
+            out = await api.post(
+                "/api/auth/logout", headers={"Authorization": f"Bearer {signed_in}"}
+            )
+            assert out.status_code == 200, out.text
+        for socket in (ann_on_a, ann_on_b):
+            error = await socket.recv_type("error")
+            assert (error["code"], error["message"]) == (
+                "unauthorized",
+                "signed out: sign in again to chat",
+            )
+            assert await socket.closed() == (1008, "Signed out")
+        await bob_on_b.recv_type("user_left", user_id=ann)
+        dave = f"dave-{uid()}"
+        async with joined(a.ws(f"uid={dave}&token={token(dave)}"), origin=ORIGIN) as watcher:  # type: ignore[arg-type]
+            await bob_on_b.send({"type": "color_changed", "color": "#112233"})
+            await watcher.recv_type("color_changed", user_id=bob, color="#112233")
 
 
 async def test_cors_lets_only_the_allowed_origins_in(server: ChatProcess) -> None:
