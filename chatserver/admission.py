@@ -85,7 +85,7 @@ async def refuse(
     runtime.metrics.connections_rejected.labels(code.value).inc()
     await websocket.accept(subprotocol=subprotocol)
     await websocket.send_text(protocol.encode(protocol.error_frame(code, message)))
-    await websocket.close(close_code, message[:120])
+    await websocket.close(close_code, protocol.close_reason(message))
 
 
 async def admit(runtime: Runtime, websocket: WebSocket) -> Admitted | None:

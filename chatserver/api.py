@@ -159,6 +159,23 @@ def router(service: AccountService, authenticator: Authenticator) -> APIRouter:
         )
         return {"room": joined.room.as_dict(), "settings": joined.settings.as_dict()}
 
+    @api.get("/rooms/{slug}/members")
+    async def members(slug: str, request: Request) -> dict[str, Any]:
+        found = await service.members(slug, await caller(request))
+        return {"members": [member.as_dict() for member in found], "count": len(found)}
+
+    @api.post("/rooms/{slug}/members")
+    async def add_member(slug: str, request: Request) -> JSONResponse:
+        who = await caller(request)
+        body = await _body(request)
+        member, added = await service.add_member(slug, who, body.get("username"))
+        return JSONResponse({"member": member.as_dict()}, status_code=201 if added else 200)
+
+    @api.delete("/rooms/{slug}/members/{username}")
+    async def remove_member(slug: str, username: str, request: Request) -> dict[str, Any]:
+        await service.remove_member(slug, await caller(request), username)
+        return {"message": f"{username} is no longer a member of {slug}"}
+
     return api
 
 

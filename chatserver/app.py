@@ -126,7 +126,15 @@ def _handler(path: str) -> str:
     if path.startswith("/static/"):
         return "/static"
     if path.startswith("/api/rooms/"):
-        return "/api/rooms/{slug}/join" if path.endswith("/join") else "/api/rooms/{slug}"
+        parts = path.split("/")  # "", "api", "rooms", slug, ...
+        if len(parts) == 4:
+            return "/api/rooms/{slug}"
+        if parts[4:] == ["join"]:
+            return "/api/rooms/{slug}/join"
+        if parts[4:] == ["members"]:
+            return "/api/rooms/{slug}/members"
+        if parts[4] == "members" and len(parts) == 6:
+            return "/api/rooms/{slug}/members/{username}"
     return "other"
 
 

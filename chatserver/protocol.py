@@ -340,6 +340,11 @@ def user_sync_frame(
     }
 
 
+def close_reason(text: str) -> str:
+    """``text`` cut to the 123 bytes of UTF-8 a WebSocket close frame can carry."""
+    return text.encode()[:123].decode("utf-8", "ignore")
+
+
 def error_frame(code: ErrorCode, message: str, *, message_id: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"type": FrameType.ERROR.value, "code": code.value, "message": message}
     if message_id is not None:

@@ -90,6 +90,10 @@ class Session:
     def user_id(self) -> str:
         return self.identity.user_id
 
+    @property
+    def channel_id(self) -> str:
+        return self.identity.channel_id
+
     # --- hub.Receiver ----------------------------------------------------------------
 
     def offer(self, message: wire.Outgoing) -> bool:
@@ -150,7 +154,7 @@ class Session:
         log.info("sign-in ended", extra={"user": self.user_id})
         frame = protocol.error_frame(ErrorCode.UNAUTHORIZED, reason)
         self.offer(wire.Outgoing(protocol.encode(frame)))
-        self.close(CLOSE_POLICY, "Signed out", after_queue=True)
+        self.close(CLOSE_POLICY, protocol.close_reason(reason), after_queue=True)
 
     def kill(self) -> None:
         """Stop serving this client now, even if it never reads its close frame."""

@@ -1,12 +1,13 @@
-"""A sign-out ends the account's sockets already open, in every process.
+"""Sockets whose right to chat ended close at once, in every process.
 
-Admission refuses a token issued at or before the account's last sign-out, but a socket
-admitted earlier would otherwise keep chatting under the ended sign-in. So a sign-out
-(or a deleted account) is announced through the broker, and each process closes its
-sockets of that account whose token was issued at or before it: an ``unauthorized``
-error frame saying why, then close 1008. Best effort across processes: one whose Redis
-subscriber is reconnecting at that moment misses the notice, and its sockets go on
-until they reconnect (when admission refuses their token).
+Admission refuses a token issued at or before the account's last sign-out, and a
+non-member in a private room; but a socket admitted earlier would otherwise go on
+chatting. So a sign-out, a deleted account or a removal from a private room is announced
+through the broker, and each process closes the matching sockets of that account: an
+``unauthorized`` error frame saying why, then close 1008 with the same words. Best
+effort across processes: one whose Redis subscriber is reconnecting at that moment
+misses the notice, and its sockets go on until they reconnect (when admission refuses
+them).
 May use: ``broker``, ``protocol``.
 """
 
@@ -33,6 +34,9 @@ class SignedIn(Protocol):
     @property
     def token_issued_at(self) -> int | None:
         """The token's ``iat`` (seconds), None when it has none."""
+
+    @property
+    def channel_id(self) -> str: ...
 
     def end_sign_in(self, reason: str) -> None:
         """Tell the client why and close the socket."""
@@ -62,10 +66,24 @@ class SignOuts:
     def open_count(self, account_id: str) -> int:
         return len(self._open.get(account_id, ()))
 
-    async def announce(self, account_id: str, *, issued_up_to: int, reason: str) -> None:
-        """End, in every process, the account's sockets whose token was issued at or
-        before ``issued_up_to`` (seconds). Raises BrokerUnavailable when it cannot."""
-        notice = {"kind": KIND, "account": account_id, "up_to": issued_up_to, "reason": reason}
+    async def announce(
+        self,
+        account_id: str,
+        *,
+        issued_up_to: int | None = None,
+        room: str | None = None,
+        reason: str,
+    ) -> None:
+        """Close, in every process, the account's sockets whose token was issued at or
+        before ``issued_up_to`` (seconds; None: whenever) in ``room`` (None: any room).
+        Raises BrokerUnavailable when it cannot."""
+        notice = {
+            "kind": KIND,
+            "account": account_id,
+            "up_to": issued_up_to,
+            "room": room,
+            "reason": reason,
+        }
         await self._broker.announce(orjson.dumps(notice))
 
     def _on_announcement(self, data: bytes) -> None:
@@ -75,9 +93,13 @@ class SignOuts:
                 raise TypeError("not an object")
             if notice.get("kind") != KIND:
                 return
-            account, up_to, reason = notice["account"], notice["up_to"], notice["reason"]
+            account, reason = notice["account"], notice["reason"]
+            up_to, room = notice.get("up_to"), notice.get("room")
             if not (
-                isinstance(account, str) and isinstance(up_to, int) and isinstance(reason, str)
+                isinstance(account, str)
+                and isinstance(reason, str)
+                and (up_to is None or isinstance(up_to, int))
+                and (room is None or isinstance(room, str))
             ):
                 raise TypeError("field types")
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
@@ -85,8 +107,10 @@ class SignOuts:
             return
         ended = 0
         for socket in list(self._open.get(account, ())):
+            if room is not None and socket.channel_id != room:
+                continue
             issued = socket.token_issued_at
-            if issued is None or issued <= up_to:
+            if up_to is None or issued is None or issued <= up_to:
                 socket.end_sign_in(reason)
                 ended += 1
         if ended:

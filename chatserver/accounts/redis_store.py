@@ -131,6 +131,28 @@ return settings
 """
 
 
+_ADD_MEMBER = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1],
+  cjson.encode({display_name = '', color = '', joined_at = ARGV[2], name_key = ''}))
+redis.call('SADD', KEYS[3], ARGV[3])
+return 1
+"""
+
+_REMOVE_MEMBER = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local old = cjson.decode(raw)['name_key']
+if type(old) == 'string' and old ~= '' and redis.call('HGET', KEYS[2], old) == ARGV[1] then
+  redis.call('HDEL', KEYS[2], old)
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[3], ARGV[2])
+return 1
+"""
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -182,6 +204,8 @@ class RedisAccountStore:
         self._admission = client.register_script(_ADMISSION)
         self._create_room = client.register_script(_CREATE_ROOM)
         self._join = client.register_script(_JOIN)
+        self._add_member = client.register_script(_ADD_MEMBER)
+        self._remove_member = client.register_script(_REMOVE_MEMBER)
 
     async def _run(self, awaitable: Any, *, write: bool = False) -> Any:
         try:
@@ -327,6 +351,38 @@ class RedisAccountStore:
     async def room_settings(self, slug: str, account_id: str) -> RoomSettings | None:
         raw = await self._run(self._redis.hget(f"{PREFIX}room-members:{slug}", account_id))
         return _settings(raw) if raw is not None else None
+
+    async def account_id_of(self, username: str) -> str | None:
+        owner = await self._run(self._redis.hget(f"{PREFIX}usernames", fold(username)))
+        return _text(owner) if owner is not None else None
+
+    async def add_member(self, slug: str, account_id: str, *, now_ms: int) -> bool:
+        keys = [
+            f"{PREFIX}room:{slug}",
+            f"{PREFIX}room-members:{slug}",
+            f"{PREFIX}account-rooms:{account_id}",
+        ]
+        result = await self._run(
+            self._add_member(keys=keys, args=[account_id, str(now_ms), slug]), write=True
+        )
+        if result == -1:
+            raise NotFound(f"no room {slug!r}")
+        return bool(result)
+
+    async def remove_member(self, slug: str, account_id: str) -> bool:
+        keys = [
+            f"{PREFIX}room-members:{slug}",
+            f"{PREFIX}room-names:{slug}",
+            f"{PREFIX}account-rooms:{account_id}",
+        ]
+        result = await self._run(
+            self._remove_member(keys=keys, args=[account_id, slug]), write=True
+        )
+        return bool(result)
+
+    async def room_members(self, slug: str) -> dict[str, RoomSettings]:
+        found = await self._run(self._redis.hgetall(f"{PREFIX}room-members:{slug}"))
+        return {_text(k): _settings(v) for k, v in found.items()}
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -9,10 +9,14 @@ The first signed-in socket that presents a free ``uid`` binds it to the token's 
 for good; from then on that account's sockets are that ``uid`` (so the client sees itself
 once), no other account can take it, and an anonymous socket presenting it is refused.
 A signed-in socket whose ``uid`` belongs to someone else is named by its account id.
+
+Private rooms: their owner adds members by username and removes them; a member may
+leave. A removed member's open sockets in the room are closed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -46,15 +50,39 @@ Revoker = Callable[[str], Awaitable[None]]
 
 
 class SocketEnder(Protocol):
-    """Closes an account's open sockets whose token was issued up to a time (seconds)."""
+    """Closes an account's open sockets, in every process: those whose token was issued
+    up to ``issued_up_to`` (seconds; None: any), in ``room`` (None: any)."""
 
-    def __call__(self, account_id: str, *, issued_up_to: int, reason: str) -> Awaitable[None]: ...
+    def __call__(
+        self,
+        account_id: str,
+        *,
+        issued_up_to: int | None = None,
+        room: str | None = None,
+        reason: str,
+    ) -> Awaitable[None]: ...
 
 
 @dataclasses.dataclass(frozen=True)
 class Joined:
     room: Room
     settings: RoomSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class RoomMember:
+    account_id: str
+    username: str | None  # None: the account is gone
+    settings: RoomSettings
+    is_owner: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.account_id,
+            "username": self.username,
+            **self.settings.as_dict(),
+            "is_owner": self.is_owner,
+        }
 
 
 class AccountService:
@@ -168,15 +196,22 @@ class AccountService:
             await self._revoker(who.user_id)
         await self._close_sockets(who.user_id, now, "signed out: sign in again to chat")
 
-    async def _close_sockets(self, account_id: str, issued_up_to: int, reason: str) -> None:
-        """Close the account's open sockets in every process (best effort: the sign-out
-        itself is recorded, so any socket missed is refused when it reconnects)."""
+    async def _close_sockets(
+        self,
+        account_id: str,
+        issued_up_to: int | None,
+        reason: str,
+        *,
+        room: str | None = None,
+    ) -> None:
+        """Close the account's open sockets in every process (best effort: what ended
+        them is recorded, so any socket missed is refused when it reconnects)."""
         if self._end_sockets is None:
             return
         try:
-            await self._end_sockets(account_id, issued_up_to=issued_up_to, reason=reason)
+            await self._end_sockets(account_id, issued_up_to=issued_up_to, room=room, reason=reason)
         except BrokerUnavailable:
-            log.warning("open sockets not told of the sign-out: broker unavailable")
+            log.warning("open sockets not told to close: broker unavailable")
 
     # --- rooms ---------------------------------------------------------------------
 
@@ -272,6 +307,79 @@ class AccountService:
             now_ms=self._now_ms(),
         )
         return Joined(room, settings)
+
+    # --- members ---------------------------------------------------------------------
+
+    async def _member_of(self, slug: object, principal: Principal | None) -> tuple[Room, str]:
+        """The room and the checked caller's account id (Unauthorized, NotFound)."""
+        who = await self._fresh(self.signed_in(principal))
+        clean = model.check_slug(slug)
+        room = await self._room(clean)
+        if room is None:
+            raise NotFound(f"no room {clean!r}; GET /api/rooms/public lists the public ones")
+        return room, who.user_id
+
+    async def members(self, slug: object, principal: Principal | None) -> list[RoomMember]:
+        """The room's members, owner first, then by joining time. A private room's
+        members are listed to its members only."""
+        room, caller = await self._member_of(slug, principal)
+        found = await self.store.room_members(room.slug)
+        if not room.is_public and caller != room.owner_id and caller not in found:
+            raise Forbidden(f"room {room.slug!r} is private and you are not one of its members")
+        ids = sorted(found, key=lambda i: (i != room.owner_id, found[i].joined_at, i))
+        accounts = await asyncio.gather(*(self.store.account(i) for i in ids))
+        return [
+            RoomMember(i, a.username if a else None, found[i], i == room.owner_id)
+            for i, a in zip(ids, accounts, strict=True)
+        ]
+
+    async def add_member(
+        self, slug: object, principal: Principal | None, username: object
+    ) -> tuple[RoomMember, bool]:
+        """Let the account named ``username`` into a private room (its owner only).
+        Returns the member and whether it is new."""
+        room, caller = await self._member_of(slug, principal)
+        if room.is_public:
+            raise model.Invalid(f"room {room.slug!r} is public: anyone signed in may join it")
+        if caller != room.owner_id:
+            raise Forbidden(f"only the owner of room {room.slug!r} may add members")
+        name = model.check_username(username)
+        account_id = await self.store.account_id_of(name)
+        if account_id is None:
+            raise NotFound(f"no account is named {name!r}; check the spelling")
+        added = await self.store.add_member(room.slug, account_id, now_ms=self._now_ms())
+        settings = await self.store.room_settings(room.slug, account_id)
+        if settings is None:  # removed again in between
+            raise Conflict(f"{name!r} was removed from {room.slug!r} meanwhile; add again")
+        account = await self.store.account(account_id)
+        member = RoomMember(
+            account_id, account.username if account else name, settings, account_id == caller
+        )
+        if added:
+            log.info("member added")
+        return member, added
+
+    async def remove_member(
+        self, slug: object, principal: Principal | None, username: object
+    ) -> None:
+        """Take the account named ``username`` out of the room: its owner may remove
+        anyone but itself, a member may leave. In a private room the removed member's
+        open sockets there are closed."""
+        room, caller = await self._member_of(slug, principal)
+        name = model.check_username(username)
+        account_id = await self.store.account_id_of(name)
+        if account_id is None:
+            raise NotFound(f"no account is named {name!r}; check the spelling")
+        if account_id == room.owner_id:
+            raise model.Invalid(f"the owner of room {room.slug!r} cannot be removed from it")
+        if caller not in (room.owner_id, account_id):
+            raise Forbidden(f"only the owner of room {room.slug!r} may remove other members")
+        if not await self.store.remove_member(room.slug, account_id):
+            raise NotFound(f"{name!r} is not a member of room {room.slug!r}")
+        log.info("member removed")
+        if not room.is_public:
+            reason = f"you are no longer a member of the private room {room.slug!r}"
+            await self._close_sockets(account_id, None, reason, room=room.slug)
 
     # --- the socket ----------------------------------------------------------------
 

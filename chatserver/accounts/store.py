@@ -84,6 +84,24 @@ class AccountStore(Protocol):
 
     async def room_settings(self, slug: str, account_id: str) -> RoomSettings | None: ...
 
+    async def account_id_of(self, username: str) -> str | None:
+        """The account holding ``username`` (regardless of case), if any."""
+        ...
+
+    async def add_member(self, slug: str, account_id: str, *, now_ms: int) -> bool:
+        """Make the account a member of the room (no display name or colour yet); False
+        when it already was one. Raises NotFound with no such room."""
+        ...
+
+    async def remove_member(self, slug: str, account_id: str) -> bool:
+        """Drop the account's membership and display name in the room; False when it
+        was not a member."""
+        ...
+
+    async def room_members(self, slug: str) -> dict[str, RoomSettings]:
+        """Every member of the room, by account id."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -208,6 +226,29 @@ class MemoryAccountStore:
 
     async def room_settings(self, slug: str, account_id: str) -> RoomSettings | None:
         return self.members.get(slug, {}).get(account_id)
+
+    async def account_id_of(self, username: str) -> str | None:
+        return self.usernames.get(fold(username))
+
+    async def add_member(self, slug: str, account_id: str, *, now_ms: int) -> bool:
+        if slug not in self.rooms:
+            raise NotFound(f"no room {slug!r}")
+        members = self.members.setdefault(slug, {})
+        if account_id in members:
+            return False
+        members[account_id] = RoomSettings(None, None, now_ms)
+        return True
+
+    async def remove_member(self, slug: str, account_id: str) -> bool:
+        settings = self.members.get(slug, {}).pop(account_id, None)
+        if settings is None:
+            return False
+        if settings.display_name:
+            self.room_names.get(slug, {}).pop(fold(settings.display_name), None)
+        return True
+
+    async def room_members(self, slug: str) -> dict[str, RoomSettings]:
+        return dict(self.members.get(slug, {}))
 
     async def close(self) -> None:
         return None

@@ -158,10 +158,12 @@ async def test_logout_refuses_tokens_issued_before_it(service: AccountService) -
 
 async def test_logout_and_delete_end_the_accounts_open_sockets(store: AccountStore) -> None:
     clock = Clock()
-    ended: list[tuple[str, int, str]] = []
+    ended: list[tuple[str, int | None, str | None, str]] = []
 
-    async def end_sockets(account_id: str, *, issued_up_to: int, reason: str) -> None:
-        ended.append((account_id, issued_up_to, reason))
+    async def end_sockets(
+        account_id: str, *, issued_up_to: int | None = None, room: str | None = None, reason: str
+    ) -> None:
+        ended.append((account_id, issued_up_to, room, reason))
 
     service = AccountService(
         store, MemoryBroker(), identities=True, end_sockets=end_sockets, clock=clock
@@ -174,8 +176,36 @@ async def test_logout_and_delete_end_the_accounts_open_sockets(store: AccountSto
     clock.now += 1
     await service.delete(user("ann", issued_at=int(clock.now) - 1))
     assert ended == [
-        ("ann", 1_800_000_000, "signed out: sign in again to chat"),
-        ("ann", 1_800_000_011, "this account was deleted"),
+        ("ann", 1_800_000_000, None, "signed out: sign in again to chat"),
+        ("ann", 1_800_000_011, None, "this account was deleted"),
+    ]
+
+
+async def test_removal_from_a_private_room_ends_the_members_sockets_there(
+    store: AccountStore,
+) -> None:
+    ended: list[tuple[str, int | None, str | None, str]] = []
+
+    async def end_sockets(
+        account_id: str, *, issued_up_to: int | None = None, room: str | None = None, reason: str
+    ) -> None:
+        ended.append((account_id, issued_up_to, room, reason))
+
+    service = AccountService(store, MemoryBroker(), identities=True, end_sockets=end_sockets)
+    await service.start()
+    ann, bob = user("ann"), user("bob")
+    for who in (ann, bob):
+        await service.me(who)
+    for slug, public in (("open", True), ("closed", False)):
+        await service.create_room(
+            ann, name=slug, slug=slug, description=None, is_public=public, client="c"
+        )
+    await service.join("open", bob, display_name=None, color=None)
+    await service.add_member("closed", ann, "bob")
+    await service.remove_member("open", bob, "bob")  # leaving a public room closes nothing
+    await service.remove_member("closed", ann, "bob")
+    assert ended == [
+        ("bob", None, "closed", "you are no longer a member of the private room 'closed'")
     ]
 
 
@@ -256,6 +286,61 @@ async def test_rooms_create_join_and_privacy(service: AccountService) -> None:
         await service.room("nowhere", ann)
     with pytest.raises(Invalid, match="room slug"):
         await service.room("Not A Slug", ann)
+
+
+async def test_a_private_rooms_owner_adds_and_removes_members(service: AccountService) -> None:
+    ann, bob, cat = user("ann"), user("bob"), user("cat")
+    for who in (ann, bob, cat):
+        await service.me(who)
+    await service.rename(bob, "Bobby")
+    await service.create_room(
+        ann, name="Secret", slug="secret", description=None, is_public=False, client="c"
+    )
+    with pytest.raises(Forbidden, match="only the owner"):
+        await service.add_member("secret", bob, "bobby")
+    with pytest.raises(NotFound, match="no account is named 'nobody'"):
+        await service.add_member("secret", ann, "nobody")
+    with pytest.raises(Invalid, match="3-20"):
+        await service.add_member("secret", ann, "x")
+    with pytest.raises(Invalid, match="public"):
+        await service.add_member("default", ann, "bobby")
+
+    member, added = await service.add_member("secret", ann, "BOBBY")  # names ignore case
+    assert (member.account_id, member.username, member.is_owner, added) == (
+        "bob",
+        "Bobby",
+        False,
+        True,
+    )
+    assert (await service.add_member("secret", ann, "bobby"))[1] is False
+    # Bob may now see the room, join it with a name and open a socket in it.
+    assert (await service.room("secret", bob)).slug == "secret"
+    joined = await service.join("secret", bob, display_name="B", color="#123456")
+    assert joined.settings.display_name == "B"
+    assert await service.socket_user(bob, "browser-b", "secret") == "browser-b"
+    listed = await service.members("secret", bob)
+    assert [(m.account_id, m.is_owner, m.settings.display_name) for m in listed] == [
+        ("ann", True, None),
+        ("bob", False, "B"),
+    ]
+    with pytest.raises(Forbidden, match="not one of its members"):
+        await service.members("secret", cat)
+
+    with pytest.raises(Forbidden, match="only the owner"):
+        await service.remove_member("secret", cat, "bobby")
+    with pytest.raises(Invalid, match=r"owner .* cannot be removed"):
+        await service.remove_member("secret", ann, "ann")
+    await service.remove_member("secret", ann, "bobby")
+    with pytest.raises(NotFound, match="not a member"):
+        await service.remove_member("secret", ann, "bobby")
+    with pytest.raises(Forbidden):
+        await service.socket_user(bob, "browser-b", "secret")
+    # Added again, the display name is free again, and a member may leave on its own.
+    await service.add_member("secret", ann, "bobby")
+    rejoined = await service.join("secret", bob, display_name="B", color=None)
+    assert rejoined.settings.display_name == "B"
+    await service.remove_member("secret", bob, "bobby")
+    assert [m.account_id for m in await service.members("secret", ann)] == ["ann"]
 
 
 async def test_room_creation_is_limited_per_creator(service: AccountService) -> None:

@@ -4,8 +4,10 @@ with the server's JWT secret (the Firebase path is in test_firebase)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.chatserver.client import client, joined
+from tests.chatserver.client import Client, client, joined
 from tests.fixtures.processes import ChatFactory, ChatProcess, RedisProcess
 
 pytestmark = pytest.mark.redis
@@ -54,6 +56,15 @@ def server(chat_server: ChatFactory, redis_server: RedisProcess) -> ChatProcess:
 
 def http(server: ChatProcess) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=server.http(""), timeout=10)
+
+
+@contextlib.asynccontextmanager
+async def joined_socket(
+    server: ChatProcess, who: str, signed: str, channel: str
+) -> AsyncIterator[Client]:
+    url = server.ws(f"uid={who}&token={signed}&channel={channel}")
+    async with joined(url, origin=ORIGIN) as socket:  # type: ignore[arg-type]
+        yield socket
 
 
 def uid() -> str:
@@ -247,12 +258,86 @@ async def test_a_sign_out_closes_the_accounts_open_sockets_on_every_server(
                 "unauthorized",
                 "signed out: sign in again to chat",
             )
-            assert await socket.closed() == (1008, "Signed out")
+            assert await socket.closed() == (1008, "signed out: sign in again to chat")
         await bob_on_b.recv_type("user_left", user_id=ann)
         dave = f"dave-{uid()}"
         async with joined(a.ws(f"uid={dave}&token={token(dave)}"), origin=ORIGIN) as watcher:  # type: ignore[arg-type]
             await bob_on_b.send({"type": "color_changed", "color": "#112233"})
             await watcher.recv_type("color_changed", user_id=bob, color="#112233")
+
+
+async def test_a_private_rooms_members_are_added_listed_and_removed(server: ChatProcess) -> None:
+    """The owner lets a member in by username; the member joins and chats there; removed,
+    the member's socket in that room closes and the one in another room stays."""
+    ann, bob = f"ann-{uid()}", f"bob-{uid()}"
+    async with http(server) as api:
+        ann_name = (await api.get("/api/auth/me", headers=bearer(ann))).json()["username"]
+        assert (await api.get("/api/auth/me", headers=bearer(bob))).is_success
+        bob_name = (
+            await api.patch(
+                "/api/auth/username", json={"username": f"b{uid()}"}, headers=bearer(bob)
+            )
+        ).json()["username"]
+        slug = (
+            await api.post(
+                "/api/rooms", json={"name": f"Den {uid()}", "is_public": False}, headers=bearer(ann)
+            )
+        ).json()["slug"]
+        members_url = f"/api/rooms/{slug}/members"
+        by_bob = await api.post(members_url, json={"username": bob_name}, headers=bearer(bob))
+        assert (by_bob.status_code, by_bob.json()["code"]) == (403, "forbidden")
+        nobody = await api.post(members_url, json={"username": "no_such_name"}, headers=bearer(ann))
+        assert nobody.status_code == 404
+        assert "no account is named" in nobody.json()["error"]
+        added = await api.post(
+            members_url, json={"username": bob_name.upper()}, headers=bearer(ann)
+        )
+        assert added.status_code == 201, added.text
+        assert set(added.json()["member"]) == {
+            "id",
+            "username",
+            "display_name",
+            "color",
+            "joined_at",
+            "is_owner",
+        }
+        again = await api.post(members_url, json={"username": bob_name}, headers=bearer(ann))
+        assert again.status_code == 200
+        joined = await api.post(
+            f"/api/rooms/{slug}/join", json={"display_name": "Bee"}, headers=bearer(bob)
+        )
+        assert joined.status_code == 200, joined.text
+        listed = (await api.get(members_url, headers=bearer(bob))).json()
+        assert listed["count"] == 2
+        assert [(m["id"], m["is_owner"], m["display_name"]) for m in listed["members"]] == [
+            (ann, True, None),
+            (bob, False, "Bee"),
+        ]
+        assert (await api.get(members_url)).status_code == 401
+
+        bob_token = token(bob)
+        async with (
+            joined_socket(server, bob, bob_token, slug) as in_den,
+            joined_socket(server, bob, bob_token, "default") as in_default,
+        ):
+            removed = await api.delete(f"{members_url}/{bob_name}", headers=bearer(ann))
+            assert removed.status_code == 200, removed.text
+            error = await in_den.recv_type("error")
+            reason = f"you are no longer a member of the private room {slug!r}"
+            assert (error["code"], error["message"]) == ("unauthorized", reason)
+            assert await in_den.closed() == (1008, reason)
+            await in_default.send({"type": "color_changed", "color": "#445566"})
+            await in_default.recv_type("color_changed", user_id=bob, color="#445566")
+        gone = await api.delete(f"{members_url}/{bob_name}", headers=bearer(ann))
+        assert gone.status_code == 404
+        owner = await api.delete(f"{members_url}/{ann_name}", headers=bearer(ann))
+        assert owner.status_code == 400
+        assert "cannot be removed" in owner.json()["error"]
+        metrics = (await api.get("/metrics")).text
+    # Requests are labelled by route, never by the slug or username in their path.
+    for route in ("/api/rooms/{slug}/members", "/api/rooms/{slug}/members/{username}"):
+        assert f'handler="{route}",status="200"' in metrics
+    assert slug not in metrics
 
 
 async def test_cors_lets_only_the_allowed_origins_in(server: ChatProcess) -> None:

@@ -17,6 +17,7 @@ from chatserver.signouts import SignOuts
 class Socket:
     account_id: str | None
     token_issued_at: int | None
+    channel_id: str = "default"
     ended: list[str] = dataclasses.field(default_factory=list)
 
     def end_sign_in(self, reason: str) -> None:
@@ -46,6 +47,19 @@ async def test_a_notice_ends_the_accounts_sockets_with_tokens_issued_up_to_it() 
     assert signouts.open_count("ann") == 0
 
 
+async def test_a_notice_for_a_room_ends_the_accounts_sockets_there_whatever_their_token() -> None:
+    broker = MemoryBroker()
+    signouts = SignOuts(broker)
+    there, fresh_there = Socket("ann", 100, "secret"), Socket("ann", 10**10, "secret")
+    elsewhere, other = Socket("ann", 100, "default"), Socket("bob", 100, "secret")
+    for socket in (there, fresh_there, elsewhere, other):
+        signouts.track(socket)
+    await signouts.announce("ann", room="secret", reason="removed")
+    await settle()
+    assert (there.ended, fresh_there.ended) == (["removed"], ["removed"])
+    assert elsewhere.ended == other.ended == []
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -53,6 +67,7 @@ async def test_a_notice_ends_the_accounts_sockets_with_tokens_issued_up_to_it() 
         b"[1]",
         b'{"kind": "sign_in_ended", "account": "ann"}',
         b'{"kind": "sign_in_ended", "account": "ann", "up_to": "soon", "reason": "x"}',
+        b'{"kind": "sign_in_ended", "account": "ann", "room": 7, "reason": "x"}',
     ],
 )
 async def test_a_malformed_notice_is_logged_and_ends_nothing(
