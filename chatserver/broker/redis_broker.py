@@ -179,6 +179,9 @@ def connect(url: str, *, password: str | None, timeout_s: float = 1.0) -> aiored
         "health_check_interval": 10,
         "client_name": "asocial-chat",
         "retry": Retry(NoBackoff(), 1),
+        # Named, not left to the default: redis-py before 5.1 retried only the errors
+        # listed here, so the first command after a restart failed on a dead pooled socket.
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
     }
     if redis_url.scheme(url) == "redis+sentinel":
         target = redis_url.parse_sentinel(url)
