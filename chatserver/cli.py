@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         ws_per_message_deflate=False,  # frames are tiny; deflate would cost CPU per receiver
         log_config=None,
         server_header=False,
-        proxy_headers=True,
+        proxy_headers=True,  # X-Forwarded-For/-Proto, from the trusted proxies only
+        forwarded_allow_ips=settings.trusted_proxies,
         # The drain uses 90% of the grace; uvicorn gets the rest to close what is left.
         timeout_graceful_shutdown=max(1, round(0.1 * settings.shutdown_grace_seconds)),
     )

@@ -6,6 +6,7 @@ Pure configuration: no I/O beyond reading the environment and, on demand, secret
 from __future__ import annotations
 
 import enum
+import ipaddress
 from pathlib import Path
 from typing import Annotated
 
@@ -60,6 +61,10 @@ class Settings(BaseSettings):
     send_queue_size: int = Field(default=256, ge=1)
     abuse_threshold: int = Field(default=20, ge=1)
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Peers whose X-Forwarded-For names the client (an ingress, a load balancer).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"]
+    )
     max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
     handshake_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     replay_max_bytes: int = Field(default=262_144, ge=1024)
@@ -77,11 +82,31 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.JSON
 
-    @field_validator("allowed_origins", mode="before")
+    @field_validator("allowed_origins", "trusted_proxies", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        if "*" in value and value != ["*"]:
+            raise ValueError("'*' (trust any peer) stands alone; drop the other entries")
+        for entry in value:
+            if entry == "*":
+                continue
+            try:
+                if "/" in entry:
+                    ipaddress.ip_network(entry)
+                else:
+                    ipaddress.ip_address(entry)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network: give addresses or networks"
+                    " (like 10.0.0.0/8, with no host bits set) separated by commas, or *"
+                ) from None
         return value
 
     @field_validator("log_level")

@@ -13,6 +13,10 @@ from asocial_operator.manifests import common
 FIREBASE_MOUNT = f"{common.SECRET_MOUNT_ROOT}/firebase"
 JWT_SECRET_MOUNT = f"{common.SECRET_MOUNT_ROOT}/jwt-secret"
 JWT_PUBLIC_KEY_MOUNT = f"{common.SECRET_MOUNT_ROOT}/jwt-public-key"
+# Behind the Ingress every request comes from an ingress controller pod, whose
+# X-Forwarded-For names the client (ingress-nginx replaces a client-sent one by default).
+# Pod networks are private ranges; clients on the internet never reach a pod directly.
+CLUSTER_NETWORKS = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7"
 
 
 def redis_url(ctx: common.Context) -> str:
@@ -35,6 +39,8 @@ def config_data(ctx: common.Context) -> dict[str, str]:
     }
     if s.backend.allowed_origins:
         data["ASOCIAL_ALLOWED_ORIGINS"] = ",".join(s.backend.allowed_origins)
+    if s.ingress.enabled:
+        data["ASOCIAL_TRUSTED_PROXIES"] = CLUSTER_NETWORKS
     if s.auth.mode == "firebase" and s.auth.firebase is not None:
         data["ASOCIAL_FIREBASE_PROJECT_ID"] = s.auth.firebase.project_id
         if s.auth.firebase.service_account is not None:

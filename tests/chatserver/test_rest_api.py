@@ -400,6 +400,38 @@ async def test_without_sign_in_accounts_say_why_and_rooms_still_list(
         assert "sign-in" in private.json()["error"]
 
 
+@pytest.mark.parametrize(("trusted", "honoured"), [("127.0.0.1", True), ("10.0.0.0/8", False)])
+async def test_the_room_limit_counts_the_client_a_trusted_proxy_names(
+    chat_server: ChatFactory, redis_server: RedisProcess, trusted: str, honoured: bool
+) -> None:
+    """Behind an ingress every request comes from the ingress: its X-Forwarded-For names
+    the client, and is believed only from ASOCIAL_TRUSTED_PROXIES (here the test itself,
+    127.0.0.1, is a trusted proxy or not)."""
+    server = chat_server(
+        name="proxied", ASOCIAL_REDIS_URL=redis_server.url, ASOCIAL_TRUSTED_PROXIES=trusted
+    )
+    async with http(server) as api:
+
+        async def create(client_ip: str) -> int:
+            answer = await api.post(
+                "/api/rooms",
+                json={"name": f"Room {uid()}"},
+                headers={"X-Forwarded-For": client_ip},
+            )
+            return answer.status_code
+
+        while True:
+            hour = int(time.time() // 3600)  # the limit's window is the clock hour
+            # Addresses no other test uses (2001:db8::/32 is for documentation).
+            first, second = (f"2001:db8::{uuid.uuid4().hex[:4]}:{n}" for n in (1, 2))
+            codes = [await create(first) for _ in range(21)]
+            other = await create(second)
+            if int(time.time() // 3600) == hour:
+                break
+    assert codes == [201] * 20 + [429]
+    assert other == (201 if honoured else 429)
+
+
 async def test_one_username_registered_at_once_on_two_servers_has_one_winner(
     chat_server: ChatFactory, redis_server: RedisProcess
 ) -> None:

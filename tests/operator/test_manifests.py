@@ -149,7 +149,11 @@ def test_config_map_exact() -> None:
         "ASOCIAL_LOG_LEVEL": "INFO",
         "ASOCIAL_LOG_FORMAT": "json",
         "ASOCIAL_SHUTDOWN_GRACE_SECONDS": "25",
+        # the default spec has an Ingress, whose controller pods are these proxies
+        "ASOCIAL_TRUSTED_PROXIES": "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7",
     }
+    without_ingress = config.config_data(context({"ingress": {"enabled": False}}))
+    assert "ASOCIAL_TRUSTED_PROXIES" not in without_ingress
 
 
 @pytest.mark.parametrize(
