@@ -132,6 +132,11 @@ def router(service: AccountService, authenticator: Authenticator) -> APIRouter:
         rooms = await service.public_rooms()
         return {"rooms": [room.as_dict() for room in rooms], "count": len(rooms)}
 
+    @api.get("/rooms/mine")
+    async def my_rooms(request: Request) -> dict[str, Any]:
+        rooms = await service.my_rooms(await caller(request))
+        return {"rooms": [room.as_dict() for room in rooms], "count": len(rooms)}
+
     @api.post("/rooms")
     async def create_room(request: Request) -> JSONResponse:
         who = await caller(request)

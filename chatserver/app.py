@@ -52,6 +52,7 @@ API_PATHS = frozenset(
         "/api/auth/logout",
         "/api/rooms",
         "/api/rooms/public",
+        "/api/rooms/mine",
     }
 )
 

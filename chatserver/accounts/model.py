@@ -28,6 +28,8 @@ SLUG_RULE: Final = (
 ROOM_NAME_MAX: Final = 64
 DESCRIPTION_MAX: Final = 280
 DEFAULT_ROOM: Final = "default"
+# Slugs the REST API's own paths take (GET /api/rooms/public, /api/rooms/mine).
+RESERVED_SLUGS: Final = frozenset({"public", "mine"})
 
 
 class AccountError(Exception):

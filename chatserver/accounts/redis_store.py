@@ -384,5 +384,17 @@ class RedisAccountStore:
         found = await self._run(self._redis.hgetall(f"{PREFIX}room-members:{slug}"))
         return {_text(k): _settings(v) for k, v in found.items()}
 
+    async def rooms_of(self, account_id: str) -> list[Room]:
+        # An owner is its room's first member (create_room joins it), so one set holds all.
+        slugs = await self._run(self._redis.smembers(f"{PREFIX}account-rooms:{account_id}"))
+        if not slugs:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for slug in sorted(_text(s) for s in slugs)[:PUBLIC_ROOMS_SHOWN]:
+            pipe.hgetall(f"{PREFIX}room:{slug}")
+        rows = await self._run(pipe.execute())
+        rooms = [_room({_text(k): _text(v) for k, v in row.items()}) for row in rows if row]
+        return sorted(rooms, key=lambda r: r.created_at, reverse=True)
+
     async def close(self) -> None:
         await self._redis.aclose()

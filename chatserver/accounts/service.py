@@ -265,6 +265,8 @@ class AccountService:
             raise Unauthorized("private rooms need sign-in, which this server does not have")
         clean_name = model.check_room_name(name)
         clean_slug = model.check_slug(slug) if slug else model.slug_from_name(clean_name)
+        if clean_slug in model.RESERVED_SLUGS:
+            raise model.Invalid(f"{clean_slug!r} is a name the API keeps; pick another")
         hour = int(self._clock() // 3600)
         used = await self._counter.count(f"rooms:{owner or client}:{hour}", window_s=3700)
         if used > ROOMS_PER_HOUR:
@@ -307,6 +309,11 @@ class AccountService:
             now_ms=self._now_ms(),
         )
         return Joined(room, settings)
+
+    async def my_rooms(self, principal: Principal | None) -> list[Room]:
+        """The rooms the caller owns or is a member of, newest first."""
+        who = await self._fresh(self.signed_in(principal))
+        return await self.store.rooms_of(who.user_id)
 
     # --- members ---------------------------------------------------------------------
 

@@ -102,6 +102,10 @@ class AccountStore(Protocol):
         """Every member of the room, by account id."""
         ...
 
+    async def rooms_of(self, account_id: str) -> list[Room]:
+        """The rooms the account owns or is a member of, newest first."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -249,6 +253,14 @@ class MemoryAccountStore:
 
     async def room_members(self, slug: str) -> dict[str, RoomSettings]:
         return dict(self.members.get(slug, {}))
+
+    async def rooms_of(self, account_id: str) -> list[Room]:
+        mine = [
+            room
+            for slug, room in self.rooms.items()
+            if room.owner_id == account_id or account_id in self.members.get(slug, {})
+        ]
+        return sorted(mine, key=lambda r: r.created_at, reverse=True)
 
     async def close(self) -> None:
         return None

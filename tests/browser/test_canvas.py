@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 from playwright import async_api as pw_api
 
@@ -188,6 +189,9 @@ async def test_rooms_are_listed_picked_and_created(
     await expect(page_a.locator('#room-list [data-slug="default"]')).to_have_attribute(
         "aria-current", "true"
     )
+    # Without sign-in there are no rooms of one's own and no private rooms.
+    await expect(page_a.locator("#mine")).to_be_hidden()
+    await expect(page_a.locator("#private-box")).to_be_hidden()
     name = f"Night Owls {uuid.uuid4().hex[:6]}"
     await page_a.fill("#room-name", name)
     await page_a.press("#room-name", "Enter")
@@ -212,6 +216,61 @@ async def test_rooms_are_listed_picked_and_created(
     await expect(page_b.locator("#toast")).to_contain_text("exists")
     await page_b.keyboard.press("Escape")
     await expect(page_b.locator("#rooms")).to_be_hidden()
+
+
+async def test_a_signed_in_owner_makes_a_private_room_and_lets_someone_in(
+    browser: pw_api.Browser, tmp_path: Path
+) -> None:
+    secret = "browser-jwt-secret-of-at-least-32-bytes"
+    server = ChatProcess(
+        tmp_path, {**SERVER_ENV, "ASOCIAL_AUTH_MODE": "jwt", "ASOCIAL_JWT_SECRET": secret}, "jwt"
+    )
+
+    def token(sub: str) -> str:
+        now = int(time.time())
+        return jwt.encode({"sub": sub, "iat": now, "exp": now + 600}, secret, algorithm="HS256")
+
+    try:
+        base = server.http("").rstrip("/")
+        ann, bob = token("ann"), token("bob")
+        owner, _ = await open_page(browser, f"{base}/?token={ann}")
+        await owner.click("#channel")
+        await expect(owner.locator("#mine")).to_be_visible()
+        name = f"Den {uuid.uuid4().hex[:6]}"
+        slug = name.lower().replace(" ", "-")
+        await owner.fill("#room-name", name)
+        await owner.check("#room-private")
+        await owner.press("#room-name", "Enter")
+        await expect(owner.locator("#channel")).to_have_text(f"#{slug}")
+        await expect(owner.locator("#status")).to_have_text("connected")
+        await owner.click("#channel")
+        mine = owner.locator(f'#my-rooms [data-slug="{slug}"]')
+        await expect(mine).to_contain_text(f"private · #{slug}")
+        await expect(owner.locator(f'#room-list [data-slug="{slug}"]')).to_have_count(0)
+        await owner.keyboard.press("Escape")
+
+        guest, _ = await open_page(browser, f"{base}/?token={bob}")
+        await guest.goto(f"{base}/?channel={slug}&token={bob}")
+        status = guest.locator("#status")
+        await expect(status).to_contain_text(f"disconnected: room '{slug}' is private")
+        async with httpx.AsyncClient(base_url=base, timeout=10) as api:
+            bob_name = (
+                await api.get("/api/auth/me", headers={"Authorization": f"Bearer {bob}"})
+            ).json()["username"]
+            added = await api.post(
+                f"/api/rooms/{slug}/members",
+                json={"username": bob_name},
+                headers={"Authorization": f"Bearer {ann}"},
+            )
+            assert added.status_code == 201, added.text
+        await guest.click("#retry")
+        await expect(status).to_have_text("connected")
+        for page in (owner, guest):
+            await expect(page.locator("#count")).to_have_text("2")
+        await guest.click("#channel")
+        await expect(guest.locator(f'#my-rooms [data-slug="{slug}"]')).to_be_visible()
+    finally:
+        server.stop()
 
 
 async def test_a_signed_in_page_chats_and_is_seen_once(

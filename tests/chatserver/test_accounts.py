@@ -282,6 +282,11 @@ async def test_rooms_create_join_and_privacy(service: AccountService) -> None:
     with pytest.raises(Forbidden, match="private"):
         await service.socket_user(None, "browser-x", "secret")
     assert await service.socket_user(ann, "browser-a", "secret") == "browser-a"
+    for reserved in ("public", "mine"):
+        with pytest.raises(Invalid, match="the API keeps"):
+            await service.create_room(
+                bob, name=reserved.title(), slug=None, description=None, is_public=True, client="c"
+            )
     with pytest.raises(NotFound):
         await service.room("nowhere", ann)
     with pytest.raises(Invalid, match="room slug"):
@@ -313,6 +318,8 @@ async def test_a_private_rooms_owner_adds_and_removes_members(service: AccountSe
         True,
     )
     assert (await service.add_member("secret", ann, "bobby"))[1] is False
+    assert [r.slug for r in await service.my_rooms(bob)] == ["secret"]
+    assert [r.slug for r in await service.my_rooms(cat)] == []
     # Bob may now see the room, join it with a name and open a socket in it.
     assert (await service.room("secret", bob)).slug == "secret"
     joined = await service.join("secret", bob, display_name="B", color="#123456")
@@ -341,6 +348,8 @@ async def test_a_private_rooms_owner_adds_and_removes_members(service: AccountSe
     assert rejoined.settings.display_name == "B"
     await service.remove_member("secret", bob, "bobby")
     assert [m.account_id for m in await service.members("secret", ann)] == ["ann"]
+    assert await service.my_rooms(bob) == []
+    assert [r.slug for r in await service.my_rooms(ann)] == ["secret"]
 
 
 async def test_room_creation_is_limited_per_creator(service: AccountService) -> None:

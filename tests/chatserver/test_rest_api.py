@@ -303,6 +303,11 @@ async def test_a_private_rooms_members_are_added_listed_and_removed(server: Chat
         }
         again = await api.post(members_url, json={"username": bob_name}, headers=bearer(ann))
         assert again.status_code == 200
+        mine = (await api.get("/api/rooms/mine", headers=bearer(bob))).json()
+        assert [(r["slug"], r["is_public"]) for r in mine["rooms"]] == [(slug, False)]
+        assert (await api.get("/api/rooms/mine")).status_code == 401
+        reserved = await api.post("/api/rooms", json={"name": "Mine"}, headers=bearer(bob))
+        assert (reserved.status_code, "the API keeps" in reserved.json()["error"]) == (400, True)
         joined = await api.post(
             f"/api/rooms/{slug}/join", json={"display_name": "Bee"}, headers=bearer(bob)
         )
