@@ -18,6 +18,13 @@ answer, commands fail at once instead of each waiting out the timeout, and the m
 Redis answers again the subscriber stops backing off and the broker's recovery handler
 runs (presence re-announces itself).
 
+A server that vanishes (a killed pod: its connections neither answer nor close) is
+noticed within seconds: the subscriber PINGs after a second of silence and gives its
+connection up after ``LIVENESS_DEAD_S`` without an answer, and a command that finds
+Redis gone takes the subscriber down with it, so no publish reaches a new master while
+this process still listens to the old one. A loss is dated from the last thing the
+subscriber heard, and the catch-up starts there.
+
 Nothing acknowledged is lost with a master: Redis replicates asynchronously, so a master
 killed right after it acknowledged a chat frame may take the frame with it (its replicas
 and the subscribers never got it). Each process keeps the newest frame of every message
@@ -70,6 +77,12 @@ RESUBSCRIBE_SETTLE_S = 1.0
 # flight): what other processes published while this one could not hear it. It also
 # publishes again what it published itself in that margin (see the module's docstring).
 CATCH_UP_MARGIN_MS = 1000
+# The subscriber PINGs after this long without hearing anything, and gives its connection
+# up after LIVENESS_DEAD_S of silence: a master that vanished (its pod and network gone)
+# sends no reset, and a socket read would wait forever while others publish elsewhere.
+LIVENESS_PING_S = 1.0
+LIVENESS_DEAD_S = 3.0
+LIVENESS_TOKEN = "asocial-liveness"
 CATCH_UP_MAX_BYTES = 1 << 20
 _OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 
@@ -215,6 +228,11 @@ class RedisBroker(Broker):
         self._wake = asyncio.Event()
         self._publish_after = 0.0
         self._lost_at_ms: int | None = None
+        # When the subscriber last heard from Redis: a loss is dated from there.
+        self._heard_ms = _now_ms()
+        self._heard_at = time.monotonic()
+        # A subscriber connection the command client's outage made suspect: dropped.
+        self._condemned: PubSub | None = None
         # (channel, key) -> (when published, the script's keys and args), oldest first.
         self._sent: OrderedDict[tuple[str, str], tuple[int, list[str], list[Any]]] = OrderedDict()
         self._channels: set[str] = set()
@@ -259,6 +277,7 @@ class RedisBroker(Broker):
             try:
                 async with asyncio.timeout(RESUBSCRIBE_TIMEOUT_S):
                     await pubsub.subscribe(CONTROL_CHANNEL, *map(_chan, self._channels))
+                self._heard()
                 self._pubsub = pubsub
                 if attempt:
                     log.info("redis subscriber reconnected", extra={"attempts": attempt})
@@ -278,7 +297,8 @@ class RedisBroker(Broker):
                         log.error("redis subscriber failed", exc_info=exc)
                 self._metrics.broker_reconnects.inc()
                 if self._lost_at_ms is None:
-                    self._lost_at_ms = _now_ms()
+                    # Whatever came after the last thing heard may have been missed.
+                    self._lost_at_ms = self._heard_ms
                 delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0)
                 attempt += 1
                 self._pubsub = None
@@ -343,13 +363,25 @@ class RedisBroker(Broker):
         if delivered:
             log.info("caught up after reconnect", extra={"frames": delivered})
 
+    def _heard(self) -> None:
+        self._heard_ms, self._heard_at = _now_ms(), time.monotonic()
+
     async def _read(self, pubsub: PubSub) -> None:
         prefix_len = len(_chan(""))
         while True:
-            message = await pubsub.get_message(timeout=1.0)
+            message = await pubsub.get_message(timeout=LIVENESS_PING_S)
+            if pubsub is self._condemned:
+                raise RedisConnectionError("commands lost redis; subscribing afresh")
             if message is None:
+                silent = time.monotonic() - self._heard_at
+                if silent > LIVENESS_DEAD_S:
+                    raise RedisConnectionError(f"no answer from redis for {silent:.1f}s")
+                await pubsub.ping(LIVENESS_TOKEN)
                 continue
+            self._heard()
             kind = message["type"]
+            if kind == "pong":
+                continue
             name = message["channel"].decode()
             if kind == "message" and name != CONTROL_CHANNEL:
                 channel = name[prefix_len:]
@@ -503,10 +535,17 @@ class RedisBroker(Broker):
             raise BrokerUnavailable(f"redis error: {type(exc).__name__}") from exc
 
     def _mark_down(self) -> None:
-        """Fail commands fast until a probe gets an answer."""
+        """Fail commands fast until a probe gets an answer, and refuse publishes until the
+        subscriber has connected afresh: its connection may lead to the same lost server
+        (a Sentinel master gone with its pod), and a publish that reaches a new master
+        while no subscriber listens there would reach no one."""
         if self._up:
             log.warning("redis marked down; probing every %.1fs", PROBE_INTERVAL_S)
         self._up = False
+        if self._pubsub is not None:
+            self._condemned, self._pubsub = self._pubsub, None
+            for event in self._confirmed.values():
+                event.clear()
         if self._probe is None or self._probe.done():
             self._probe = asyncio.create_task(self._probe_until_up(), name="redis-probe")
 
