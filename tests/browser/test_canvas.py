@@ -221,6 +221,9 @@ async def test_rooms_are_listed_picked_and_created(
 async def test_a_signed_in_owner_makes_a_private_room_and_lets_someone_in(
     browser: pw_api.Browser, tmp_path: Path
 ) -> None:
+    """Signed in (JWT): a private room made from the rooms menu is under "Your rooms" only;
+    someone else is refused there until the owner lets them in by username in the menu,
+    and closed out again when the owner removes them."""
     secret = "browser-jwt-secret-of-at-least-32-bytes"
     server = ChatProcess(
         tmp_path, {**SERVER_ENV, "ASOCIAL_AUTH_MODE": "jwt", "ASOCIAL_JWT_SECRET": secret}, "jwt"
@@ -236,6 +239,7 @@ async def test_a_signed_in_owner_makes_a_private_room_and_lets_someone_in(
         owner, _ = await open_page(browser, f"{base}/?token={ann}")
         await owner.click("#channel")
         await expect(owner.locator("#mine")).to_be_visible()
+        await expect(owner.locator("#members")).to_be_hidden()  # default is public
         name = f"Den {uuid.uuid4().hex[:6]}"
         slug = name.lower().replace(" ", "-")
         await owner.fill("#room-name", name)
@@ -243,32 +247,34 @@ async def test_a_signed_in_owner_makes_a_private_room_and_lets_someone_in(
         await owner.press("#room-name", "Enter")
         await expect(owner.locator("#channel")).to_have_text(f"#{slug}")
         await expect(owner.locator("#status")).to_have_text("connected")
-        await owner.click("#channel")
-        mine = owner.locator(f'#my-rooms [data-slug="{slug}"]')
-        await expect(mine).to_contain_text(f"private · #{slug}")
-        await expect(owner.locator(f'#room-list [data-slug="{slug}"]')).to_have_count(0)
-        await owner.keyboard.press("Escape")
 
         guest, _ = await open_page(browser, f"{base}/?token={bob}")
         await guest.goto(f"{base}/?channel={slug}&token={bob}")
         status = guest.locator("#status")
         await expect(status).to_contain_text(f"disconnected: room '{slug}' is private")
         async with httpx.AsyncClient(base_url=base, timeout=10) as api:
-            bob_name = (
-                await api.get("/api/auth/me", headers={"Authorization": f"Bearer {bob}"})
-            ).json()["username"]
-            added = await api.post(
-                f"/api/rooms/{slug}/members",
-                json={"username": bob_name},
-                headers={"Authorization": f"Bearer {ann}"},
-            )
-            assert added.status_code == 201, added.text
+            me = await api.get("/api/auth/me", headers={"Authorization": f"Bearer {bob}"})
+            bob_name = me.json()["username"]
+
+        await owner.click("#channel")
+        mine = owner.locator(f'#my-rooms [data-slug="{slug}"]')
+        await expect(mine).to_contain_text(f"private · #{slug}")
+        await expect(owner.locator(f'#room-list [data-slug="{slug}"]')).to_have_count(0)
+        await expect(owner.locator("#member-list li")).to_have_count(1)
+        await expect(owner.locator("#member-list li")).to_contain_text("owner")
+        await owner.fill("#member-name", bob_name)
+        await owner.press("#member-name", "Enter")
+        await expect(owner.locator(f'#member-list [data-username="{bob_name}"]')).to_be_visible()
+
         await guest.click("#retry")
         await expect(status).to_have_text("connected")
         for page in (owner, guest):
             await expect(page.locator("#count")).to_have_text("2")
-        await guest.click("#channel")
-        await expect(guest.locator(f'#my-rooms [data-slug="{slug}"]')).to_be_visible()
+        await owner.click(f'#member-list [data-username="{bob_name}"] button')
+        await expect(status).to_have_text(
+            f"disconnected: you are no longer a member of the private room '{slug}'"
+        )
+        await expect(owner.locator("#count")).to_have_text("1")
     finally:
         server.stop()
 
