@@ -18,15 +18,12 @@ answer, commands fail at once instead of each waiting out the timeout, and the m
 Redis answers again the subscriber stops backing off and the broker's recovery handler
 runs (presence re-announces itself).
 
-The subscriber must listen where the process publishes. Every second the process proves
-it end to end: a heartbeat (a write, then a publish to a channel only it subscribes to)
-goes out through the command client and must come back through the subscriber. Without
-an echo for ``LIVENESS_DEAD_S`` the subscriber connects afresh: a killed master pod's
-connections neither answer nor close, and a master demoted to a replica (a graceful
-Sentinel failover) still answers, while others already publish on the new master. A
-command that finds Redis gone, or no longer the master, takes the subscriber down with
-it. A loss is dated from the last heartbeat that came back, and the catch-up starts
-there (less a margin).
+A server that vanishes (a killed pod: its connections neither answer nor close) is
+noticed within seconds: the subscriber PINGs after a second of silence and gives its
+connection up after ``LIVENESS_DEAD_S`` without an answer, and a command that finds
+Redis gone takes the subscriber down with it, so no publish reaches a new master while
+this process still listens to the old one. A loss is dated from the last thing the
+subscriber heard, and the catch-up starts there.
 
 Nothing acknowledged is lost with a master: Redis replicates asynchronously, so a master
 killed right after it acknowledged a chat frame may take the frame with it (its replicas
@@ -43,7 +40,6 @@ import contextlib
 import logging
 import random
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -55,7 +51,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError, RedisError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chatserver.broker import redis_url
@@ -80,18 +76,15 @@ RESUBSCRIBE_SETTLE_S = 1.0
 # joiners that were published since it went (and this much before, for frames in
 # flight): what other processes published while this one could not hear it. It also
 # publishes again what it published itself in that margin (see the module's docstring).
-# (Three seconds: a Sentinel failover has two masters for a moment, the new one already
-# taking publishes while the old one still does.)
-CATCH_UP_MARGIN_MS = 3000
-# Every LIVENESS_PING_S the process proves, end to end, that what it publishes reaches
-# its own subscriber: a write and a publish to a channel only it listens to (a write, so
-# a demoted master refuses it). Without an echo for LIVENESS_DEAD_S the subscriber gives
-# its connection up: a master that vanished (its pod and network gone) sends no reset,
-# and one demoted to a replica still answers, while others publish elsewhere.
+CATCH_UP_MARGIN_MS = 1000
+# The subscriber PINGs after this long without hearing anything, and gives its connection
+# up after LIVENESS_DEAD_S of silence: a master that vanished (its pod and network gone)
+# sends no reset, and a socket read would wait forever while others publish elsewhere.
 LIVENESS_PING_S = 1.0
-LIVENESS_DEAD_S = 5.0
+LIVENESS_DEAD_S = 3.0
+LIVENESS_TOKEN = "asocial-liveness"
 CATCH_UP_MAX_BYTES = 1 << 20
-_OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError, ReadOnlyError)
+_OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 
 # KEYS: hash, zset, pubsub channel. ARGV: key, data, ts, cutoff, ttl_ms, cap
 _PUBLISH_RECENT = """
@@ -168,13 +161,6 @@ return 1
 """
 
 
-# KEYS: the process's heartbeat key and channel. ARGV: now (ms).
-_HEARTBEAT = """
-redis.call('SET', KEYS[1], ARGV[1], 'PX', 10000)
-return redis.call('PUBLISH', KEYS[2], ARGV[1])
-"""
-
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -242,13 +228,9 @@ class RedisBroker(Broker):
         self._wake = asyncio.Event()
         self._publish_after = 0.0
         self._lost_at_ms: int | None = None
-        # The last heartbeat that came back: when it was sent (a loss is dated from
-        # there) and when it arrived.
-        self._proven_ms = _now_ms()
-        self._proven_at = time.monotonic()
-        self._next_beat = 0.0
-        self._beating: asyncio.Task[None] | None = None
-        self._beat_channel = f"{PREFIX}:beat:{uuid.uuid4().hex}"
+        # When the subscriber last heard from Redis: a loss is dated from there.
+        self._heard_ms = _now_ms()
+        self._heard_at = time.monotonic()
         # A subscriber connection the command client's outage made suspect: dropped.
         self._condemned: PubSub | None = None
         # (channel, key) -> (when published, the script's keys and args), oldest first.
@@ -263,7 +245,6 @@ class RedisBroker(Broker):
         self._sweep = self._client.register_script(_SWEEP)
         self._presence_set = self._client.register_script(_PRESENCE_SET)
         self._presence_touch = self._client.register_script(_PRESENCE_TOUCH)
-        self._heartbeat = self._client.register_script(_HEARTBEAT)
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -271,10 +252,6 @@ class RedisBroker(Broker):
         self._reader = asyncio.create_task(self._read_forever(), name="redis-subscriber")
 
     async def close(self) -> None:
-        if self._beating is not None:
-            self._beating.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._beating
         if self._probe is not None:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -299,10 +276,8 @@ class RedisBroker(Broker):
             pubsub = self._subscriber.pubsub()
             try:
                 async with asyncio.timeout(RESUBSCRIBE_TIMEOUT_S):
-                    await pubsub.subscribe(
-                        CONTROL_CHANNEL, self._beat_channel, *map(_chan, self._channels)
-                    )
-                self._proven_at, self._next_beat = time.monotonic(), 0.0
+                    await pubsub.subscribe(CONTROL_CHANNEL, *map(_chan, self._channels))
+                self._heard()
                 self._pubsub = pubsub
                 if attempt:
                     log.info("redis subscriber reconnected", extra={"attempts": attempt})
@@ -322,8 +297,8 @@ class RedisBroker(Broker):
                         log.error("redis subscriber failed", exc_info=exc)
                 self._metrics.broker_reconnects.inc()
                 if self._lost_at_ms is None:
-                    # Whatever came after the last proof may have been missed.
-                    self._lost_at_ms = self._proven_ms
+                    # Whatever came after the last thing heard may have been missed.
+                    self._lost_at_ms = self._heard_ms
                 delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0)
                 attempt += 1
                 self._pubsub = None
@@ -388,41 +363,24 @@ class RedisBroker(Broker):
         if delivered:
             log.info("caught up after reconnect", extra={"frames": delivered})
 
-    def _beat(self) -> None:
-        """Send a heartbeat, one at a time; its echo arrives through the subscriber."""
-        if self._beating is not None and not self._beating.done():
-            return
-        keys = [f"{PREFIX}:beat:{self._beat_channel}", self._beat_channel]
-
-        async def send() -> None:
-            with contextlib.suppress(BrokerUnavailable):
-                await self._call(self._heartbeat(keys=keys, args=[_now_ms()]))
-
-        self._beating = asyncio.create_task(send(), name="redis-heartbeat")
+    def _heard(self) -> None:
+        self._heard_ms, self._heard_at = _now_ms(), time.monotonic()
 
     async def _read(self, pubsub: PubSub) -> None:
         prefix_len = len(_chan(""))
-        beat_channel = self._beat_channel.encode()
         while True:
             message = await pubsub.get_message(timeout=LIVENESS_PING_S)
             if pubsub is self._condemned:
                 raise RedisConnectionError("commands lost redis; subscribing afresh")
-            now = time.monotonic()
-            if now - self._proven_at > LIVENESS_DEAD_S:
-                raise RedisConnectionError(
-                    f"no heartbeat came back for {now - self._proven_at:.1f}s"
-                )
-            if now >= self._next_beat:
-                self._next_beat = now + LIVENESS_PING_S
-                self._beat()
             if message is None:
+                silent = time.monotonic() - self._heard_at
+                if silent > LIVENESS_DEAD_S:
+                    raise RedisConnectionError(f"no answer from redis for {silent:.1f}s")
+                await pubsub.ping(LIVENESS_TOKEN)
                 continue
+            self._heard()
             kind = message["type"]
             if kind == "pong":
-                continue
-            if kind == "message" and message["channel"] == beat_channel:
-                self._proven_ms = max(self._proven_ms, int(message["data"]))
-                self._proven_at = now
                 continue
             name = message["channel"].decode()
             if kind == "message" and name != CONTROL_CHANNEL:
@@ -571,9 +529,6 @@ class RedisBroker(Broker):
         try:
             return await awaitable
         except _OUTAGE as exc:
-            if isinstance(exc, ReadOnlyError):
-                # No longer the master: new connections must look for the one that is.
-                await self._client.connection_pool.disconnect()
             self._mark_down()
             raise BrokerUnavailable(f"redis unavailable: {type(exc).__name__}") from exc
         except RedisError as exc:
