@@ -17,20 +17,6 @@ connection marks Redis down: until a probe (a PING every ``PROBE_INTERVAL_S``) g
 answer, commands fail at once instead of each waiting out the timeout, and the moment
 Redis answers again the subscriber stops backing off and the broker's recovery handler
 runs (presence re-announces itself).
-
-A server that vanishes (a killed pod: its connections neither answer nor close) is
-noticed within seconds: the subscriber PINGs after a second of silence and gives its
-connection up after ``LIVENESS_DEAD_S`` without an answer, and a command that finds
-Redis gone takes the subscriber down with it, so no publish reaches a new master while
-this process still listens to the old one. A loss is dated from the last thing the
-subscriber heard, and the catch-up starts there.
-
-Nothing acknowledged is lost with a master: Redis replicates asynchronously, so a master
-killed right after it acknowledged a chat frame may take the frame with it (its replicas
-and the subscribers never got it). Each process keeps the newest frame of every message
-it published in the last ``CATCH_UP_MARGIN_MS`` and publishes those again when its
-subscriber is back, before catching up on what the others published meanwhile. Clients
-show a message's newest text, so a frame seen twice changes nothing.
 """
 
 from __future__ import annotations
@@ -40,7 +26,6 @@ import contextlib
 import logging
 import random
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -74,15 +59,8 @@ PROBE_INTERVAL_S = 0.2
 RESUBSCRIBE_SETTLE_S = 1.0
 # After its subscriber was away, the process delivers the chat frames kept for late
 # joiners that were published since it went (and this much before, for frames in
-# flight): what other processes published while this one could not hear it. It also
-# publishes again what it published itself in that margin (see the module's docstring).
+# flight): what other processes published while this one could not hear it.
 CATCH_UP_MARGIN_MS = 1000
-# The subscriber PINGs after this long without hearing anything, and gives its connection
-# up after LIVENESS_DEAD_S of silence: a master that vanished (its pod and network gone)
-# sends no reset, and a socket read would wait forever while others publish elsewhere.
-LIVENESS_PING_S = 1.0
-LIVENESS_DEAD_S = 3.0
-LIVENESS_TOKEN = "asocial-liveness"
 CATCH_UP_MAX_BYTES = 1 << 20
 _OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 
@@ -161,10 +139,6 @@ return 1
 """
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def _chan(channel: str) -> str:
     return f"{PREFIX}:chan:{channel}"
 
@@ -228,13 +202,6 @@ class RedisBroker(Broker):
         self._wake = asyncio.Event()
         self._publish_after = 0.0
         self._lost_at_ms: int | None = None
-        # When the subscriber last heard from Redis: a loss is dated from there.
-        self._heard_ms = _now_ms()
-        self._heard_at = time.monotonic()
-        # A subscriber connection the command client's outage made suspect: dropped.
-        self._condemned: PubSub | None = None
-        # (channel, key) -> (when published, the script's keys and args), oldest first.
-        self._sent: OrderedDict[tuple[str, str], tuple[int, list[str], list[Any]]] = OrderedDict()
         self._channels: set[str] = set()
         self._confirmed: dict[str, asyncio.Event] = {}
         self._pubsub: PubSub | None = None
@@ -277,15 +244,11 @@ class RedisBroker(Broker):
             try:
                 async with asyncio.timeout(RESUBSCRIBE_TIMEOUT_S):
                     await pubsub.subscribe(CONTROL_CHANNEL, *map(_chan, self._channels))
-                self._heard()
                 self._pubsub = pubsub
                 if attempt:
                     log.info("redis subscriber reconnected", extra={"attempts": attempt})
                     self._publish_after = time.monotonic() + RESUBSCRIBE_SETTLE_S
-                    lost_at, self._lost_at_ms = self._lost_at_ms, None
-                    if lost_at is not None:
-                        await self._resend(lost_at)
-                        await self._catch_up(lost_at)
+                    await self._catch_up()
                     self._recovered()
                 attempt = 0
                 await self._read(pubsub)
@@ -297,8 +260,7 @@ class RedisBroker(Broker):
                         log.error("redis subscriber failed", exc_info=exc)
                 self._metrics.broker_reconnects.inc()
                 if self._lost_at_ms is None:
-                    # Whatever came after the last thing heard may have been missed.
-                    self._lost_at_ms = self._heard_ms
+                    self._lost_at_ms = int(time.time() * 1000)
                 delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0)
                 attempt += 1
                 self._pubsub = None
@@ -315,33 +277,14 @@ class RedisBroker(Broker):
                     async with asyncio.timeout(1.0):
                         await pubsub.aclose()  # type: ignore[no-untyped-call]
 
-    async def _resend(self, lost_at: int) -> None:
-        """Publish again the newest frame of each message this process published shortly
-        before the subscriber was lost (and not faded yet): the master that acknowledged
-        it may be gone without having passed it on."""
-        now = _now_ms()
-        since = lost_at - CATCH_UP_MARGIN_MS
-        due = [
-            (keys, args)
-            for sent_at, keys, args in list(self._sent.values())
-            if sent_at >= since and args[2] + args[4] > now  # timestamp + keep_ms
-        ]
-        for keys, args in due:
-            try:
-                # Straight to Redis, like the catch-up: the subscriber just got through.
-                async with asyncio.timeout(RESUBSCRIBE_TIMEOUT_S):
-                    await self._publish_recent(keys=keys, args=args)
-            except (RedisError, OSError, TimeoutError) as exc:
-                log.warning("resending after reconnect stopped: %s", type(exc).__name__)
-                return
-        if due:
-            log.info("published again after reconnect", extra={"frames": len(due)})
-
-    async def _catch_up(self, lost_at: int) -> None:
+    async def _catch_up(self) -> None:
         """Deliver what was published while the subscriber was away (a failover, a
         dropped connection): the chat frames kept for late joiners since then, oldest
         first, before any live frame read after them. A frame delivered twice shows the
         same text again; a frame lost would leave a user's text unseen in this process."""
+        lost_at, self._lost_at_ms = self._lost_at_ms, None
+        if lost_at is None:
+            return
         since = lost_at - CATCH_UP_MARGIN_MS
         delivered = 0
         for channel in list(self._channels):
@@ -363,25 +306,13 @@ class RedisBroker(Broker):
         if delivered:
             log.info("caught up after reconnect", extra={"frames": delivered})
 
-    def _heard(self) -> None:
-        self._heard_ms, self._heard_at = _now_ms(), time.monotonic()
-
     async def _read(self, pubsub: PubSub) -> None:
         prefix_len = len(_chan(""))
         while True:
-            message = await pubsub.get_message(timeout=LIVENESS_PING_S)
-            if pubsub is self._condemned:
-                raise RedisConnectionError("commands lost redis; subscribing afresh")
+            message = await pubsub.get_message(timeout=1.0)
             if message is None:
-                silent = time.monotonic() - self._heard_at
-                if silent > LIVENESS_DEAD_S:
-                    raise RedisConnectionError(f"no answer from redis for {silent:.1f}s")
-                await pubsub.ping(LIVENESS_TOKEN)
                 continue
-            self._heard()
             kind = message["type"]
-            if kind == "pong":
-                continue
             name = message["channel"].decode()
             if kind == "message" and name != CONTROL_CHANNEL:
                 channel = name[prefix_len:]
@@ -451,16 +382,6 @@ class RedisBroker(Broker):
         ]
         self._check_subscribed(channel)
         await self._call(self._publish_recent(keys=keys, args=args))
-        self._remember_sent(channel, key, keys, args)
-
-    def _remember_sent(self, channel: str, key: str, keys: list[str], args: list[Any]) -> None:
-        now = _now_ms()
-        entry = (channel, key)
-        self._sent[entry] = (now, keys, args)
-        self._sent.move_to_end(entry)
-        cutoff = now - CATCH_UP_MARGIN_MS
-        while self._sent and next(iter(self._sent.values()))[0] < cutoff:
-            self._sent.popitem(last=False)
 
     async def recent(
         self, channel: str, *, since_ms: int, limit: int, max_bytes: int
@@ -535,17 +456,10 @@ class RedisBroker(Broker):
             raise BrokerUnavailable(f"redis error: {type(exc).__name__}") from exc
 
     def _mark_down(self) -> None:
-        """Fail commands fast until a probe gets an answer, and refuse publishes until the
-        subscriber has connected afresh: its connection may lead to the same lost server
-        (a Sentinel master gone with its pod), and a publish that reaches a new master
-        while no subscriber listens there would reach no one."""
+        """Fail commands fast until a probe gets an answer."""
         if self._up:
             log.warning("redis marked down; probing every %.1fs", PROBE_INTERVAL_S)
         self._up = False
-        if self._pubsub is not None:
-            self._condemned, self._pubsub = self._pubsub, None
-            for event in self._confirmed.values():
-                event.clear()
         if self._probe is None or self._probe.done():
             self._probe = asyncio.create_task(self._probe_until_up(), name="redis-probe")
 
