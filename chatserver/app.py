@@ -74,7 +74,7 @@ def build_runtime(settings: Settings) -> Runtime:
         auth=auth,
         limiter=MessageLimiter(broker, per_minute=settings.rate_limit_per_minute),
         accounts=AccountService(
-            accounts.create_store(settings),
+            accounts.create_store(settings, broker),
             broker,
             identities=auth.identities,
             revoker=auth.revoker,

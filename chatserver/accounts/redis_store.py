@@ -27,6 +27,7 @@ from chatserver.accounts.model import (
     fold,
 )
 from chatserver.accounts.store import AdmissionFacts
+from chatserver.broker.redis_broker import close_client
 
 PREFIX = "asocial:"
 PUBLIC_ROOMS_SHOWN = 500
@@ -397,4 +398,4 @@ class RedisAccountStore:
         return sorted(rooms, key=lambda r: r.created_at, reverse=True)
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await close_client(self._redis)

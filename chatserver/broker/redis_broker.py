@@ -41,6 +41,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chatserver.broker import redis_url
 from chatserver.broker.base import RECENT_CAP, Broker, BrokerUnavailable
+from chatserver.broker.sentinel_follower import Address, FollowingPool, MasterFollower
 from chatserver.metrics import Metrics
 from chatserver.protocol import Member
 
@@ -61,8 +62,15 @@ RESUBSCRIBE_SETTLE_S = 1.0
 # joiners that were published since it went (and this much before, for frames in
 # flight): what other processes published while this one could not hear it.
 CATCH_UP_MARGIN_MS = 1000
+# After the master moved: the others may have published to the new master this long
+# before this process heard of the move (sentinels learn of a switch up to seconds apart).
+SWITCH_CATCH_UP_MS = 3000
+# The subscriber waits this long for a frame before it looks whether the master moved.
+READ_WAIT_S = 0.25
 CATCH_UP_MAX_BYTES = 1 << 20
 _OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
+# Errors of a server that is (no longer) a master fit to write to.
+_NOT_A_MASTER = ("READONLY", "NOREPLICAS")
 
 # KEYS: hash, zset, pubsub channel. ARGV: key, data, ts, cutoff, ttl_ms, cap
 _PUBLISH_RECENT = """
@@ -139,6 +147,10 @@ return 1
 """
 
 
+class _MasterMoved(Exception):
+    """The subscriber is on a server the sentinels no longer name as master."""
+
+
 def _chan(channel: str) -> str:
     return f"{PREFIX}:chan:{channel}"
 
@@ -157,8 +169,31 @@ def _members(values: list[Any]) -> list[Member]:
     return out
 
 
-def connect(url: str, *, password: str | None, timeout_s: float = 1.0) -> aioredis.Redis:
-    """A client for a redis://, rediss:// or redis+sentinel:// URL (raises RedisURLError)."""
+def _server_of(pubsub: PubSub) -> str:
+    """host:port of the server a subscriber is connected to (for logs)."""
+    connection = pubsub.connection
+    if connection is None:
+        return "?"
+    return f"{getattr(connection, 'host', '?')}:{getattr(connection, 'port', '?')}"
+
+
+def follower_for(url: str, *, password: str | None) -> MasterFollower | None:
+    """The master follower a redis+sentinel:// URL needs (None for other URLs)."""
+    if redis_url.scheme(url) != "redis+sentinel":
+        return None
+    return MasterFollower(redis_url.parse_sentinel(url), password=password)
+
+
+def connect(
+    url: str,
+    *,
+    password: str | None,
+    timeout_s: float = 1.0,
+    follower: MasterFollower | None = None,
+) -> aioredis.Redis:
+    """A client for a redis://, rediss:// or redis+sentinel:// URL (raises RedisURLError).
+    Behind Sentinel, pass the process's ``follower`` so that this client goes where the
+    others go (see ``sentinel_follower``)."""
     options: dict[str, Any] = {
         "socket_connect_timeout": 2.0,
         "socket_timeout": timeout_s,
@@ -178,8 +213,11 @@ def connect(url: str, *, password: str | None, timeout_s: float = 1.0) -> aiored
             sentinel_kwargs={"password": secret, "socket_connect_timeout": 2.0},
             **options,
         )
+        extra: dict[str, Any] = (
+            {"connection_pool_class": FollowingPool, "follower": follower} if follower else {}
+        )
         master: aioredis.Redis = sentinel.master_for(
-            target.service, password=secret, username=target.username, db=target.db
+            target.service, password=secret, username=target.username, db=target.db, **extra
         )
         return master
     client: aioredis.Redis = aioredis.Redis.from_url(url, **options)
@@ -188,20 +226,37 @@ def connect(url: str, *, password: str | None, timeout_s: float = 1.0) -> aiored
     return client
 
 
+async def close_client(client: aioredis.Redis) -> None:
+    """Close a client of :func:`connect`, with the connections to the sentinels its pool
+    asked for the master, if any."""
+    await client.aclose()
+    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    for sentinel in getattr(manager, "sentinels", []):
+        await sentinel.aclose()
+
+
 class RedisBroker(Broker):
     def __init__(
         self, url: str, *, password: str | None, metrics: Metrics, timeout_s: float = 1.0
     ) -> None:
         super().__init__()
-        self._client = connect(url, password=password, timeout_s=timeout_s)
-        # The subscriber idles in get_message(timeout=1) and PINGs; give it slack.
-        self._subscriber = connect(url, password=password, timeout_s=max(5.0, timeout_s))
+        self.follower = follower_for(url, password=password)
+        self._client = connect(url, password=password, timeout_s=timeout_s, follower=self.follower)
+        # The subscriber idles in get_message() and PINGs; give it slack.
+        self._subscriber = connect(
+            url, password=password, timeout_s=max(5.0, timeout_s), follower=self.follower
+        )
+        self._moved = False
+        if self.follower is not None:
+            self.follower.on_switch(self._master_moved)
         self._metrics = metrics
         self._up = True
         self._probe: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._publish_after = 0.0
-        self._lost_at_ms: int | None = None
+        # Where the next catch-up starts (ms since the epoch), set when the subscriber
+        # goes away or the master moves.
+        self._catch_up_from_ms: int | None = None
         self._channels: set[str] = set()
         self._confirmed: dict[str, asyncio.Event] = {}
         self._pubsub: PubSub | None = None
@@ -216,6 +271,8 @@ class RedisBroker(Broker):
     # --- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.follower is not None:
+            self.follower.start()
         self._reader = asyncio.create_task(self._read_forever(), name="redis-subscriber")
 
     async def close(self) -> None:
@@ -227,8 +284,10 @@ class RedisBroker(Broker):
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-        await self._subscriber.aclose()
-        await self._client.aclose()
+        if self.follower is not None:
+            await self.follower.close()
+        await close_client(self._subscriber)
+        await close_client(self._client)
 
     async def checks(self) -> Mapping[str, bool]:
         try:
@@ -239,19 +298,34 @@ class RedisBroker(Broker):
 
     async def _read_forever(self) -> None:
         attempt = 0
+        moving = False
         while True:
             pubsub = self._subscriber.pubsub()
+            self._moved = False
             try:
                 async with asyncio.timeout(RESUBSCRIBE_TIMEOUT_S):
                     await pubsub.subscribe(CONTROL_CHANNEL, *map(_chan, self._channels))
                 self._pubsub = pubsub
-                if attempt:
-                    log.info("redis subscriber reconnected", extra={"attempts": attempt})
-                    self._publish_after = time.monotonic() + RESUBSCRIBE_SETTLE_S
+                if attempt or moving:
+                    log.info(
+                        "redis subscriber reconnected",
+                        extra={"attempts": attempt, "server": _server_of(pubsub)},
+                    )
+                    if attempt:
+                        self._publish_after = time.monotonic() + RESUBSCRIBE_SETTLE_S
                     await self._catch_up()
                     self._recovered()
-                attempt = 0
+                else:
+                    log.info("redis subscriber connected", extra={"server": _server_of(pubsub)})
+                attempt, moving = 0, False
                 await self._read(pubsub)
+            except _MasterMoved:
+                # No backoff: the new master is known and answering.
+                log.info("redis subscriber leaving %s for the new master", _server_of(pubsub))
+                moving = True
+                self._pubsub = None
+                for event in self._confirmed.values():
+                    event.clear()
             except Exception as exc:  # the subscriber must outlive any failure, not only Redis's
                 if self._pubsub is not None or attempt == 0:
                     if isinstance(exc, RedisError | OSError):
@@ -259,8 +333,7 @@ class RedisBroker(Broker):
                     else:
                         log.error("redis subscriber failed", exc_info=exc)
                 self._metrics.broker_reconnects.inc()
-                if self._lost_at_ms is None:
-                    self._lost_at_ms = int(time.time() * 1000)
+                self._catch_up_from(CATCH_UP_MARGIN_MS)
                 delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0)
                 attempt += 1
                 self._pubsub = None
@@ -277,15 +350,28 @@ class RedisBroker(Broker):
                     async with asyncio.timeout(1.0):
                         await pubsub.aclose()  # type: ignore[no-untyped-call]
 
+    def _catch_up_from(self, before_ms: int) -> None:
+        """Have the next catch-up start ``before_ms`` before now (or earlier, if one is
+        already pending from earlier)."""
+        since = int(time.time() * 1000) - before_ms
+        if self._catch_up_from_ms is None or since < self._catch_up_from_ms:
+            self._catch_up_from_ms = since
+
+    def _master_moved(self, address: Address) -> None:
+        """The sentinels named a new master: the subscriber leaves the old one at once
+        (it may live on for seconds, hearing nothing the others now publish) and catches
+        up with what reached the new one before it got there."""
+        self._catch_up_from(SWITCH_CATCH_UP_MS)
+        self._moved = True
+
     async def _catch_up(self) -> None:
-        """Deliver what was published while the subscriber was away (a failover, a
+        """Deliver what was published while the subscriber was away (a fail-over, a
         dropped connection): the chat frames kept for late joiners since then, oldest
         first, before any live frame read after them. A frame delivered twice shows the
         same text again; a frame lost would leave a user's text unseen in this process."""
-        lost_at, self._lost_at_ms = self._lost_at_ms, None
-        if lost_at is None:
+        since, self._catch_up_from_ms = self._catch_up_from_ms, None
+        if since is None:
             return
-        since = lost_at - CATCH_UP_MARGIN_MS
         delivered = 0
         for channel in list(self._channels):
             keys = [f"{PREFIX}:recent:{channel}", f"{PREFIX}:recent-ts:{channel}"]
@@ -309,7 +395,9 @@ class RedisBroker(Broker):
     async def _read(self, pubsub: PubSub) -> None:
         prefix_len = len(_chan(""))
         while True:
-            message = await pubsub.get_message(timeout=1.0)
+            if self._moved:
+                raise _MasterMoved
+            message = await pubsub.get_message(timeout=READ_WAIT_S)
             if message is None:
                 continue
             kind = message["type"]
@@ -451,9 +539,17 @@ class RedisBroker(Broker):
             return await awaitable
         except _OUTAGE as exc:
             self._mark_down()
+            self._ask_sentinels()
             raise BrokerUnavailable(f"redis unavailable: {type(exc).__name__}") from exc
         except RedisError as exc:
+            if str(exc).startswith(_NOT_A_MASTER):
+                self._ask_sentinels()
             raise BrokerUnavailable(f"redis error: {type(exc).__name__}") from exc
+
+    def _ask_sentinels(self) -> None:
+        """The server may no longer be the master: have the follower ask the sentinels."""
+        if self.follower is not None:
+            self.follower.recheck()
 
     def _mark_down(self) -> None:
         """Fail commands fast until a probe gets an answer."""
@@ -464,12 +560,16 @@ class RedisBroker(Broker):
             self._probe = asyncio.create_task(self._probe_until_up(), name="redis-probe")
 
     async def _probe_until_up(self) -> None:
+        failed = 0
         while True:
             await asyncio.sleep(PROBE_INTERVAL_S)
             try:
                 async with asyncio.timeout(max(0.5, 2 * PROBE_INTERVAL_S)):
                     await self._client.ping()
             except Exception:  # any failure means: not yet
+                failed += 1
+                if failed % 10 == 0:
+                    self._ask_sentinels()  # in case the announcement of a switch was missed
                 continue
             log.info("redis answers again")
             self._up = True

@@ -80,11 +80,26 @@ async def accounted_traffic(stack: Stack) -> AsyncIterator[tuple[Numbered, Watch
                 f"{lost[:30]}; writer closes {writer.connection.close_codes} "
                 f"(reconnects {writer.connection.reconnects}), watcher closes "
                 f"{watcher.connection.close_codes} (reconnects {watcher.connection.reconnects})"
+                f"\nwriter's pod {a}, watcher's pod {b}; what their brokers logged:\n"
+                + broker_logs(stack)
             ) from None
     finally:
         await writer.stop()
         await watcher.stop()
     assert not writer.other_errors, writer.other_errors[:3]
+
+
+def broker_logs(stack: Stack) -> str:
+    """The Redis-related lines each backend pod logged (to tell which server its
+    subscriber and its commands were on when frames went missing)."""
+    out = []
+    for pod in stack.pods("backend", ready_only=False):
+        name = pod["metadata"]["name"]
+        read = stack.kubectl("logs", name, "-n", stack.namespace, "--tail=400", check=False)
+        text = read.stdout or f"(no logs: {read.stderr.strip()})"
+        lines = [line for line in text.splitlines() if "redis" in line or "caught up" in line]
+        out.append(f"--- {name} ({pod['status'].get('podIP')})\n" + "\n".join(lines[-40:]))
+    return "\n".join(out)
 
 
 def frames_and_gap(writer: Numbered, watcher: Watcher) -> tuple[str, float]:
@@ -151,13 +166,21 @@ async def test_sentinel_fails_over_when_the_master_pod_is_killed_or_deleted(
     stack = stack_factory("chat")
     stack.apply({"redis": {"replicas": 3}, "backend": {"rateLimitPerMinute": 100000}})
     stack.wait_ready(timeout=300)
-    sentinel = stack.service_ip("chat-redis-sentinel")
     password = stack.secret_value("chat-redis-auth", "redis-password")
 
     def master() -> str:
-        found = redis_at(sentinel, 26379).sentinel_get_master_addr_by_name("mymaster")
-        assert found is not None, "the sentinels name no master"
-        host = found[0]
+        # Every sentinel is asked: one that has not yet heard of a switch (they learn of
+        # it up to seconds apart; a restarted pod's sentinel starts from what it was told)
+        # would name a master of the past.
+        named = set()
+        for pod in stack.pods("redis"):
+            found = redis_at(pod["status"]["podIP"], 26379).sentinel_get_master_addr_by_name(
+                "mymaster"
+            )
+            assert isinstance(found, tuple), "a sentinel names no master"
+            named.add(found[0])
+        assert len(named) == 1, f"the sentinels disagree: {sorted(named)}"
+        host = named.pop()
         assert isinstance(host, str)
         assert host.startswith("chat-redis-"), host
         return host
@@ -177,7 +200,9 @@ async def test_sentinel_fails_over_when_the_master_pod_is_killed_or_deleted(
 
     async with accounted_traffic(stack) as (writer, watcher):
         for how, flags in (("killed", ["--grace-period=0", "--force"]), ("deleted", [])):
-            old_master = master().split(".")[0]
+            old_master = await asyncio.to_thread(
+                wait_for, lambda: master().split(".")[0], "the sentinels to agree", 30
+            )
             started = time.monotonic()
             stack.kubectl(
                 "delete", "pod", old_master, "-n", stack.namespace, "--wait=false", *flags

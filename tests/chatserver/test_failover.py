@@ -1,0 +1,228 @@
+"""Sentinel fail-overs under traffic, on real processes: every frame a writer on one chat
+server sends is delivered to a watcher on another, or refused to the writer; none is
+lost in between. The hand-over is the one the operator's Redis pods make before they
+stop (ask a sentinel to fail over, then SIGTERM), and the kill the one a node makes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import InvalidHandshake
+
+from chatserver.broker.redis_broker import close_client, connect
+from chatserver.broker.redis_url import SentinelTarget
+from chatserver.broker.sentinel_follower import Address, MasterFollower
+from tests.chatserver.test_redis_setups import _ping, _redis
+from tests.e2e.users import Numbered, Watcher
+from tests.fixtures.processes import ChatFactory, free_port, wait_for, wait_until
+
+pytestmark = pytest.mark.redis
+SET = "asocial"
+
+
+def cli(port: int, *args: str) -> str:
+    result = subprocess.run(
+        ["redis-cli", "-p", str(port), *args], capture_output=True, text=True, check=False
+    )
+    return result.stdout
+
+
+@dataclass
+class Replicated:
+    """Two Redis servers and three sentinels on loopback."""
+
+    tmp: Path
+    ports: list[int]
+    sentinels: list[int]
+    procs: dict[int, subprocess.Popen[bytes]]
+
+    def start(self, port: int, master: int | None) -> None:
+        args = ["--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        if master is not None:
+            args += ["--replicaof", "127.0.0.1", str(master)]
+        self.procs[port] = _redis(args, self.tmp / f"redis-{port}.log")
+        wait_until(lambda: _ping(port), timeout=10, what=f"redis on {port}")
+
+    def master(self) -> int:
+        return int(cli(self.sentinels[0], "sentinel", "get-master-addr-by-name", SET).split()[1])
+
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinels)
+        return f"redis+sentinel://{hosts}/{SET}/0"
+
+    def wait_replicas_known(self) -> None:
+        # Sentinels learn of replicas from the master's INFO, every 10 s; a fail-over
+        # before that finds "no good slave".
+        def known() -> bool:
+            return all(
+                all(
+                    f"\n{p}\n" in cli(s, "sentinel", "replicas", SET)
+                    for p in self.ports
+                    if p != self.master()
+                )
+                for s in self.sentinels
+            )
+
+        def synced() -> bool:
+            return all(
+                "master_link_status:up" in cli(p, "info", "replication")
+                for p in self.ports
+                if p != self.master()
+            )
+
+        wait_until(known, timeout=30, what="the sentinels to know the replicas")
+        wait_until(synced, timeout=15, what="the replicas to sync")
+
+
+@pytest.fixture
+def replicated(tmp_path: Path) -> Iterator[Replicated]:
+    ports = [free_port(), free_port()]
+    setup = Replicated(tmp_path, ports, [free_port() for _ in range(3)], {})
+    setup.start(ports[0], None)
+    setup.start(ports[1], ports[0])
+    for port in setup.sentinels:
+        conf = tmp_path / f"sentinel-{port}.conf"
+        conf.write_text(
+            f"port {port}\nbind 127.0.0.1\n"
+            f"sentinel monitor {SET} 127.0.0.1 {ports[0]} 2\n"
+            f"sentinel down-after-milliseconds {SET} 1000\n"
+            f"sentinel failover-timeout {SET} 5000\n"
+        )
+        setup.procs[port] = _redis([str(conf), "--sentinel"], tmp_path / f"sentinel-{port}.log")
+    for port in setup.sentinels:
+        wait_until(functools.partial(_ping, port), timeout=10, what="sentinel")
+    try:
+        setup.wait_replicas_known()
+        yield setup
+    finally:
+        for proc in setup.procs.values():
+            proc.kill()
+            proc.wait()
+
+
+async def _burst(url: str, sockets: int) -> None:
+    """Many users joining at once: the server's command pool opens new connections, and
+    a new connection used to ask the sentinels for the master on its own."""
+
+    async def one(i: int) -> None:
+        with contextlib.suppress(OSError, InvalidHandshake, TimeoutError):
+            async with ws_connect(url + f"&uid=burst-{i}", open_timeout=5) as conn:
+                await conn.send(json.dumps({"type": "chat", "message_id": "b", "payload": "x"}))
+                await asyncio.sleep(0.5)
+
+    await asyncio.gather(*(one(i) for i in range(sockets)))
+
+
+async def _accounted(writer: Numbered, watcher: Watcher, within: float) -> list[int]:
+    """The writer's frames neither delivered to the watcher nor refused, after waiting up
+    to ``within`` seconds for the last ones."""
+    with contextlib.suppress(AssertionError):
+        await asyncio.to_thread(
+            wait_for, lambda: not writer.unaccounted(watcher), "every frame", within
+        )
+    return sorted(writer.unaccounted(watcher))
+
+
+async def test_a_graceful_hand_over_under_traffic_loses_no_frame(
+    chat_server: ChatFactory, replicated: Replicated
+) -> None:
+    """The master hands over and stays up for 3 s before it stops, while users join the
+    writer's server (its pool grows): the writer's server and the watcher's never
+    straddle the two masters, so every frame is delivered or refused."""
+    env = {"ASOCIAL_REDIS_URL": replicated.url(), "ASOCIAL_RATE_LIMIT_PER_MINUTE": "100000"}
+    a, b = chat_server(name="a", **env), chat_server(name="b", **env)
+    watcher = Watcher(b.ws, "failover")
+    writer = Numbered(a.ws, "failover", "writer", rate=20)
+    try:
+        await asyncio.to_thread(
+            wait_for, lambda: len(writer.delivered(watcher)) > 10, "traffic", 20
+        )
+        for _ in range(2):
+            old = replicated.master()
+            # What the pod's preStop does: ask for a fail-over, wait for it, then stop.
+            cli(replicated.sentinels[0], "sentinel", "failover", SET)
+            new = await asyncio.to_thread(
+                wait_for, lambda o=old: (m := replicated.master()) != o and m, "promotion", 30
+            )
+            await _burst(a.ws("channel=failover"), 30)
+            await asyncio.sleep(2.5)
+            replicated.procs[old].terminate()
+            replicated.procs[old].wait()
+            await asyncio.sleep(1)
+            replicated.start(old, new)
+            n0 = len(writer.sent)
+            await asyncio.to_thread(
+                wait_for, lambda n0=n0: any(n > n0 for n in writer.delivered(watcher)), "chat", 30
+            )
+            await asyncio.to_thread(replicated.wait_replicas_known)
+        await writer.stop()
+        lost = await _accounted(writer, watcher, 10)
+        assert not lost, (
+            f"{len(lost)} of {len(writer.sent)} lost: {lost[:40]} "
+            f"(refused {len(writer.refused)})\n{a.logs()[-3000:]}\n{b.logs()[-3000:]}"
+        )
+        assert len(writer.delivered(watcher)) > len(writer.sent) / 2, "mostly refused?"
+    finally:
+        await writer.stop()
+        await watcher.stop()
+
+
+def _target(port: int) -> SentinelTarget:
+    return SentinelTarget([("127.0.0.1", port)], SET, 0, None, None)
+
+
+def test_a_sentinel_that_has_not_heard_of_a_switch_does_not_move_the_follower_back() -> None:
+    follower = MasterFollower(_target(1), password=None)
+    moves: list[Address] = []
+    follower.on_switch(moves.append)
+    follower.move(("old", 6379), 3, "asked at start")
+    follower.move(("new", 6379), None, "+switch-master")
+    follower.move(("old", 6379), 3, "a lagging sentinel")
+    assert follower.address == ("new", 6379)
+    follower.move(("newer", 6379), 5, "a later fail-over")
+    assert follower.address == ("newer", 6379)
+    assert moves == [("new", 6379), ("newer", 6379)]
+
+
+async def test_the_follower_moves_every_client_on_the_switch_and_finds_the_peers(
+    replicated: Replicated,
+) -> None:
+    follower = MasterFollower(_target(replicated.sentinels[0]), password=None)
+    client = connect(replicated.url(), password=None, follower=follower)
+    heard: list[Address] = []
+    follower.on_switch(heard.append)
+    follower.start()
+    try:
+        old = replicated.master()
+        await client.set("k", "before")
+        assert follower.address == ("127.0.0.1", old)
+
+        def watching_all() -> bool:
+            return {p for _, p in follower.watched()} == set(replicated.sentinels)
+
+        await asyncio.to_thread(wait_for, watching_all, "watchers on every sentinel", 10)
+        cli(replicated.sentinels[0], "sentinel", "failover", SET)
+        new = await asyncio.to_thread(
+            wait_for, lambda: (m := replicated.master()) != old and m, "promotion", 30
+        )
+        await asyncio.to_thread(
+            wait_for, lambda: follower.address == ("127.0.0.1", new), "the follower", 10
+        )
+        assert heard == [("127.0.0.1", new)]
+        # The pooled connection to the old master (still up, and a master in its own
+        # eyes until the sentinels reconfigure it) is not used again.
+        await client.set("k", "after")
+        assert cli(new, "get", "k").strip() == "after"
+        assert int(cli(new, "info", "server").split("tcp_port:")[1].split()[0]) == new
+    finally:
+        await follower.close()
+        await close_client(client)
