@@ -229,17 +229,28 @@ class AccountService:
             room = await self.store.room(slug)
         return room
 
-    async def room(self, slug: str, principal: Principal | None) -> Room:
-        model.check_slug(slug)
-        room = await self._room(slug)
+    async def _existing_room(self, slug: object) -> Room:
+        """The room ``slug`` names (Invalid, NotFound)."""
+        clean = model.check_slug(slug)
+        room = await self._room(clean)
         if room is None:
-            raise NotFound(f"no room {slug!r}; GET /api/rooms/public lists the public ones")
+            raise NotFound(f"no room {clean!r}; GET /api/rooms/public lists the public ones")
+        return room
+
+    async def _may_enter(self, room: Room, user_id: str) -> bool:
+        """Whether the account may see and join the room: any room that is public, a
+        private one as its owner or a member."""
+        return (
+            room.is_public
+            or room.owner_id == user_id
+            or await self.store.room_settings(room.slug, user_id) is not None
+        )
+
+    async def room(self, slug: str, principal: Principal | None) -> Room:
+        room = await self._existing_room(slug)
         if not room.is_public:
             who = await self._fresh(self.signed_in(principal))
-            if (
-                room.owner_id != who.user_id
-                and await self.store.room_settings(slug, who.user_id) is None
-            ):
+            if not await self._may_enter(room, who.user_id):
                 raise Forbidden(f"room {slug!r} is private and you are not one of its members")
         return room
 
@@ -292,14 +303,8 @@ class AccountService:
         self, slug: str, principal: Principal | None, *, display_name: object, color: object
     ) -> Joined:
         who = await self._fresh(self.signed_in(principal))
-        room = await self._room(model.check_slug(slug))
-        if room is None:
-            raise NotFound(f"no room {slug!r}; GET /api/rooms/public lists the public ones")
-        if (
-            not room.is_public
-            and room.owner_id != who.user_id
-            and await self.store.room_settings(slug, who.user_id) is None
-        ):
+        room = await self._existing_room(slug)
+        if not await self._may_enter(room, who.user_id):
             raise Forbidden(f"room {slug!r} is private; only its members may join")
         settings = await self.store.join_room(
             slug,
@@ -320,11 +325,15 @@ class AccountService:
     async def _member_of(self, slug: object, principal: Principal | None) -> tuple[Room, str]:
         """The room and the checked caller's account id (Unauthorized, NotFound)."""
         who = await self._fresh(self.signed_in(principal))
-        clean = model.check_slug(slug)
-        room = await self._room(clean)
-        if room is None:
-            raise NotFound(f"no room {clean!r}; GET /api/rooms/public lists the public ones")
-        return room, who.user_id
+        return await self._existing_room(slug), who.user_id
+
+    async def _account_named(self, username: object) -> tuple[str, str]:
+        """The checked username and the id of the account that has it (NotFound)."""
+        name = model.check_username(username)
+        account_id = await self.store.account_id_of(name)
+        if account_id is None:
+            raise NotFound(f"no account is named {name!r}; check the spelling")
+        return name, account_id
 
     async def members(self, slug: object, principal: Principal | None) -> list[RoomMember]:
         """The room's members, owner first, then by joining time. A private room's
@@ -350,10 +359,7 @@ class AccountService:
             raise model.Invalid(f"room {room.slug!r} is public: anyone signed in may join it")
         if caller != room.owner_id:
             raise Forbidden(f"only the owner of room {room.slug!r} may add members")
-        name = model.check_username(username)
-        account_id = await self.store.account_id_of(name)
-        if account_id is None:
-            raise NotFound(f"no account is named {name!r}; check the spelling")
+        name, account_id = await self._account_named(username)
         added = await self.store.add_member(room.slug, account_id, now_ms=self._now_ms())
         settings = await self.store.room_settings(room.slug, account_id)
         if settings is None:  # removed again in between
@@ -373,10 +379,7 @@ class AccountService:
         anyone but itself, a member may leave. In a private room the removed member's
         open sockets there are closed."""
         room, caller = await self._member_of(slug, principal)
-        name = model.check_username(username)
-        account_id = await self.store.account_id_of(name)
-        if account_id is None:
-            raise NotFound(f"no account is named {name!r}; check the spelling")
+        name, account_id = await self._account_named(username)
         if account_id == room.owner_id:
             raise model.Invalid(f"the owner of room {room.slug!r} cannot be removed from it")
         if caller not in (room.owner_id, account_id):
