@@ -17,6 +17,12 @@ connection marks Redis down: until a probe (a PING every ``PROBE_INTERVAL_S``) g
 answer, commands fail at once instead of each waiting out the timeout, and the moment
 Redis answers again the subscriber stops backing off and the broker's recovery handler
 runs (presence re-announces itself).
+
+Behind Sentinel, both clients (and the account store) go where one ``MasterFollower``
+says (``sentinel_follower``). When the master moves, the subscriber leaves the old one at
+once and delivers the last ``SWITCH_CATCH_UP_MS`` from the new one's replay store, and
+the newest frame of each message published in the last ``REPUBLISH_S`` is published
+again to the new master (``sent_log``): the old one may have taken it after others left.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chatserver.broker import redis_url
 from chatserver.broker.base import RECENT_CAP, Broker, BrokerUnavailable
+from chatserver.broker.sent_log import Sent, SentLog
 from chatserver.broker.sentinel_follower import Address, FollowingPool, MasterFollower
 from chatserver.metrics import Metrics
 from chatserver.protocol import Member
@@ -65,6 +72,12 @@ CATCH_UP_MARGIN_MS = 1000
 # After the master moved: the others may have published to the new master this long
 # before this process heard of the move (sentinels learn of a switch up to seconds apart).
 SWITCH_CATCH_UP_MS = 3000
+# After the master moved, the newest frame of each message published this long before is
+# published again to the new one, once publishes in flight had REPUBLISH_DELAY_S to end
+# (and Redis, REPUBLISH_WAIT_S to answer).
+REPUBLISH_S = 1.0
+REPUBLISH_DELAY_S = 0.3
+REPUBLISH_WAIT_S = 3.0
 # The subscriber waits this long for a frame before it looks whether the master moved.
 READ_WAIT_S = 0.25
 CATCH_UP_MAX_BYTES = 1 << 20
@@ -247,6 +260,8 @@ class RedisBroker(Broker):
             url, password=password, timeout_s=max(5.0, timeout_s), follower=self.follower
         )
         self._moved = False
+        self._sent = SentLog(keep_s=REPUBLISH_S)
+        self._republishing: asyncio.Task[None] | None = None
         if self.follower is not None:
             self.follower.on_switch(self._master_moved)
         self._metrics = metrics
@@ -276,6 +291,8 @@ class RedisBroker(Broker):
         self._reader = asyncio.create_task(self._read_forever(), name="redis-subscriber")
 
     async def close(self) -> None:
+        if self._republishing is not None:
+            self._republishing.cancel()
         if self._probe is not None:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -363,6 +380,12 @@ class RedisBroker(Broker):
         up with what reached the new one before it got there."""
         self._catch_up_from(SWITCH_CATCH_UP_MS)
         self._moved = True
+        self._wake.set()  # a subscriber backing off goes to the new master now
+        if self._republishing is not None:
+            self._republishing.cancel()
+        self._republishing = asyncio.create_task(
+            self._republish(time.monotonic()), name="redis-republish"
+        )
 
     async def _catch_up(self) -> None:
         """Deliver what was published while the subscriber was away (a fail-over, a
@@ -470,6 +493,44 @@ class RedisBroker(Broker):
         ]
         self._check_subscribed(channel)
         await self._call(self._publish_recent(keys=keys, args=args))
+        if self.follower is not None:
+            self._sent.add(Sent(time.monotonic(), channel, key, data, timestamp_ms, keep_ms))
+
+    async def _republish(self, moved_at: float) -> None:
+        """Publish again, to the new master, the newest frame of each message the old
+        one acknowledged in the last ``REPUBLISH_S`` before the move (see ``sent_log``):
+        it may have taken them after the processes that moved first had left it, and
+        never passed them on."""
+        await asyncio.sleep(REPUBLISH_DELAY_S)  # publishes in flight at the move finish
+        for _ in range(int(REPUBLISH_WAIT_S / PROBE_INTERVAL_S)):
+            if self._up:
+                break
+            await asyncio.sleep(PROBE_INTERVAL_S)
+        again = 0
+        for sent in self._sent.since(moved_at - REPUBLISH_S):
+            if not self._sent.is_newest(sent):
+                continue  # a newer frame of that message went out meanwhile
+            keys = [
+                f"{PREFIX}:recent:{sent.channel}",
+                f"{PREFIX}:recent-ts:{sent.channel}",
+                _chan(sent.channel),
+            ]
+            args: list[bytes | str | int] = [
+                sent.key,
+                sent.data,
+                sent.timestamp_ms,
+                sent.timestamp_ms - sent.keep_ms,
+                sent.keep_ms,
+                RECENT_CAP,
+            ]
+            try:
+                await self._call(self._publish_recent(keys=keys, args=args))
+            except BrokerUnavailable as exc:
+                log.warning("publishing again after the master moved stopped: %s", exc)
+                break
+            again += 1
+        if again:
+            log.info("published again after the master moved", extra={"frames": again})
 
     async def recent(
         self, channel: str, *, since_ms: int, limit: int, max_bytes: int

@@ -18,9 +18,10 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidHandshake
 
-from chatserver.broker.redis_broker import close_client, connect
+from chatserver.broker.redis_broker import RedisBroker, close_client, connect
 from chatserver.broker.redis_url import SentinelTarget
 from chatserver.broker.sentinel_follower import Address, MasterFollower
+from chatserver.metrics import Metrics
 from tests.chatserver.test_redis_setups import _ping, _redis
 from tests.e2e.users import Numbered, Watcher
 from tests.fixtures.processes import ChatFactory, free_port, wait_for, wait_until
@@ -224,3 +225,44 @@ async def test_the_follower_moves_every_client_on_the_switch_and_finds_the_peers
     finally:
         await follower.close()
         await close_client(client)
+
+
+async def _started(url: str) -> RedisBroker:
+    broker = RedisBroker(url, password=None, metrics=Metrics())
+    await broker.start()
+    await asyncio.to_thread(wait_for, lambda: broker._pubsub is not None, "subscriber", 10)
+    return broker
+
+
+async def test_a_frame_the_old_master_took_after_the_others_left_is_published_again(
+    replicated: Replicated,
+) -> None:
+    """The watcher's process follows the new master first; the writer's process, still on
+    the old one (up, and a master in its own eyes), publishes a frame there that the new
+    master never gets. When the writer's process follows too, it publishes the newest frame
+    of each message of its last second again, and the watcher gets it."""
+    writer, watcher = await _started(replicated.url()), await _started(replicated.url())
+    got: list[bytes] = []
+    watcher.set_handler(lambda channel, data: got.append(data))
+    try:
+        for broker in (writer, watcher):
+            await broker.subscribe("room")
+        old = replicated.master()
+        new = next(p for p in replicated.ports if p != old)
+        cli(new, "replicaof", "no", "one")  # a master of its own, as a promotion makes it
+        assert watcher.follower is not None
+        assert writer.follower is not None
+        watcher.follower.move(("127.0.0.1", new), None, "heard first")
+        await asyncio.to_thread(
+            wait_for, lambda: watcher._pubsub is not None and not watcher._moved, "move", 10
+        )
+        for text in (b"h", b"hi"):  # two frames of one message; only the newest counts
+            await writer.publish_recent("room", key="m1", data=text, timestamp_ms=1, keep_ms=5000)
+        await asyncio.sleep(0.3)
+        assert got == [], "the new master should not have had the frames yet"
+        writer.follower.move(("127.0.0.1", new), None, "heard later")
+        await asyncio.to_thread(wait_for, lambda: got, "the frame published again", 10)
+        assert got == [b"hi"]
+    finally:
+        await writer.close()
+        await watcher.close()
