@@ -58,6 +58,7 @@ class ErrorCode(enum.StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"
     INVALID_POSITION = "invalid_position"
     SPOOFED_IDENTITY = "spoofed_identity"
+    MESSAGE_ID_TAKEN = "message_id_taken"
     WRONG_CHANNEL = "wrong_channel"
     BINARY_NOT_SUPPORTED = "binary_not_supported"
     RATE_LIMITED = "rate_limited"

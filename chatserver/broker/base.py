@@ -22,6 +22,12 @@ RECENT_CAP = 500
 """Most messages kept per channel for late joiners."""
 
 
+def recent_key(author: str, message_id: str) -> str:
+    """The key of one message among a room's recent frames: its author and its id (a
+    message is identified by both; the length prefix keeps any two pairs apart)."""
+    return f"{len(author)}:{author}:{message_id}"
+
+
 class BrokerUnavailable(Exception):
     """The broker cannot be reached now; the operation may succeed later."""
 
@@ -38,8 +44,15 @@ class PubSub(Protocol):
     async def publish(self, channel: str, data: bytes) -> None: ...
 
     async def publish_recent(
-        self, channel: str, *, key: str, data: bytes, timestamp_ms: int, keep_ms: int
-    ) -> None: ...
+        self,
+        channel: str,
+        *,
+        author: str,
+        message_id: str,
+        data: bytes,
+        timestamp_ms: int,
+        keep_ms: int,
+    ) -> bool: ...
 
     async def recent(
         self, channel: str, *, since_ms: int, limit: int, max_bytes: int
@@ -143,9 +156,20 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def publish_recent(
-        self, channel: str, *, key: str, data: bytes, timestamp_ms: int, keep_ms: int
-    ) -> None:
-        """Publish, and keep the newest frame per ``key`` for ``keep_ms`` for late joiners."""
+        self,
+        channel: str,
+        *,
+        author: str,
+        message_id: str,
+        data: bytes,
+        timestamp_ms: int,
+        keep_ms: int,
+    ) -> bool:
+        """Publish, and keep the newest frame of each message (``author`` and
+        ``message_id``) for ``keep_ms`` for late joiners. One step, atomic across
+        processes: while another author's message with this ``message_id`` was updated
+        within ``keep_ms`` (it is on screen), nothing is published or kept and the answer
+        is False (original clients key text by ``message_id`` alone)."""
 
     @abc.abstractmethod
     async def recent(

@@ -7,7 +7,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
-from chatserver.broker.base import RECENT_CAP, Broker
+from chatserver.broker.base import RECENT_CAP, Broker, recent_key
 from chatserver.protocol import Member
 
 
@@ -16,6 +16,8 @@ class MemoryBroker(Broker):
         super().__init__()
         self._subscribed: set[str] = set()
         self._recent: dict[str, OrderedDict[str, tuple[int, bytes]]] = {}
+        # Per room, message_id -> (author, last update), least recently updated first.
+        self._owners: dict[str, OrderedDict[str, tuple[str, int]]] = {}
         self._presence: dict[str, dict[str, tuple[int, Member]]] = {}
         self._counters: dict[str, tuple[float, int]] = {}
 
@@ -37,15 +39,32 @@ class MemoryBroker(Broker):
             asyncio.get_running_loop().call_soon(self._deliver, channel, data)
 
     async def publish_recent(
-        self, channel: str, *, key: str, data: bytes, timestamp_ms: int, keep_ms: int
-    ) -> None:
+        self,
+        channel: str,
+        *,
+        author: str,
+        message_id: str,
+        data: bytes,
+        timestamp_ms: int,
+        keep_ms: int,
+    ) -> bool:
+        cutoff = timestamp_ms - keep_ms
+        owners = self._owners.setdefault(channel, OrderedDict())
+        while owners and next(iter(owners.values()))[1] <= cutoff:
+            owners.popitem(last=False)
+        owner = owners.get(message_id)
+        if owner is not None and owner[0] != author:
+            return False
+        owners.pop(message_id, None)
+        owners[message_id] = (author, timestamp_ms)
+        key = recent_key(author, message_id)
         buffer = self._recent.setdefault(channel, OrderedDict())
         buffer.pop(key, None)
         buffer[key] = (timestamp_ms, data)
-        cutoff = timestamp_ms - keep_ms
         while buffer and (len(buffer) > RECENT_CAP or next(iter(buffer.values()))[0] < cutoff):
             buffer.popitem(last=False)
         await self.publish(channel, data)
+        return True
 
     async def recent(
         self, channel: str, *, since_ms: int, limit: int, max_bytes: int

@@ -32,7 +32,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -85,8 +85,25 @@ _OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 # Errors of a server that is (no longer) a master fit to write to.
 _NOT_A_MASTER = ("READONLY", "NOREPLICAS")
 
-# KEYS: hash, zset, pubsub channel. ARGV: key, data, ts, cutoff, ttl_ms, cap
+# KEYS: hash, zset, pubsub channel, owners hash, owners zset.
+# ARGV: key, data, ts, cutoff, ttl_ms, cap, message_id, author.
+# Returns the number of receivers, or -1 when another author's message with this id was
+# updated after the cutoff (it is on screen): then nothing is kept or published.
 _PUBLISH_RECENT = """
+local owner = redis.call('HGET', KEYS[4], ARGV[7])
+if owner and owner ~= ARGV[8] then
+  local last = redis.call('ZSCORE', KEYS[5], ARGV[7])
+  if last and tonumber(last) > tonumber(ARGV[4]) then return -1 end
+end
+local gone = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', ARGV[4], 'LIMIT', 0, 100)
+if #gone > 0 then
+  redis.call('ZREM', KEYS[5], unpack(gone))
+  redis.call('HDEL', KEYS[4], unpack(gone))
+end
+redis.call('HSET', KEYS[4], ARGV[7], ARGV[8])
+redis.call('ZADD', KEYS[5], ARGV[3], ARGV[7])
+redis.call('PEXPIRE', KEYS[4], ARGV[5])
+redis.call('PEXPIRE', KEYS[5], ARGV[5])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 -- Scores keep publication order within a millisecond (1/1024 ms apart; exact in a double).
 local score = tonumber(ARGV[3])
@@ -480,21 +497,41 @@ class RedisBroker(Broker):
         await self._call(self._client.publish(_chan(channel), data))
 
     async def publish_recent(
-        self, channel: str, *, key: str, data: bytes, timestamp_ms: int, keep_ms: int
-    ) -> None:
-        keys = [f"{PREFIX}:recent:{channel}", f"{PREFIX}:recent-ts:{channel}", _chan(channel)]
-        args: list[bytes | str | int] = [
-            key,
-            data,
-            timestamp_ms,
-            timestamp_ms - keep_ms,
-            keep_ms,
-            RECENT_CAP,
-        ]
+        self,
+        channel: str,
+        *,
+        author: str,
+        message_id: str,
+        data: bytes,
+        timestamp_ms: int,
+        keep_ms: int,
+    ) -> bool:
         self._check_subscribed(channel)
-        await self._call(self._publish_recent(keys=keys, args=args))
-        if self.follower is not None:
-            self._sent.add(Sent(time.monotonic(), channel, key, data, timestamp_ms, keep_ms))
+        sent = Sent(time.monotonic(), channel, author, message_id, data, timestamp_ms, keep_ms)
+        published = bool(await self._call(self._publish_recent_script(sent)) != -1)
+        if published and self.follower is not None:
+            self._sent.add(sent)
+        return published
+
+    def _publish_recent_script(self, sent: Sent) -> Awaitable[Any]:
+        keys = [
+            f"{PREFIX}:recent:{sent.channel}",
+            f"{PREFIX}:recent-ts:{sent.channel}",
+            _chan(sent.channel),
+            f"{PREFIX}:owners:{sent.channel}",
+            f"{PREFIX}:owners-ts:{sent.channel}",
+        ]
+        args: list[bytes | str | int] = [
+            sent.key,
+            sent.data,
+            sent.timestamp_ms,
+            sent.timestamp_ms - sent.keep_ms,
+            sent.keep_ms,
+            RECENT_CAP,
+            sent.message_id,
+            sent.author,
+        ]
+        return self._publish_recent(keys=keys, args=args)
 
     async def _republish(self, moved_at: float) -> None:
         """Publish again, to the new master, the newest frame of each message the old
@@ -510,21 +547,8 @@ class RedisBroker(Broker):
         for sent in self._sent.since(moved_at - REPUBLISH_S):
             if not self._sent.is_newest(sent):
                 continue  # a newer frame of that message went out meanwhile
-            keys = [
-                f"{PREFIX}:recent:{sent.channel}",
-                f"{PREFIX}:recent-ts:{sent.channel}",
-                _chan(sent.channel),
-            ]
-            args: list[bytes | str | int] = [
-                sent.key,
-                sent.data,
-                sent.timestamp_ms,
-                sent.timestamp_ms - sent.keep_ms,
-                sent.keep_ms,
-                RECENT_CAP,
-            ]
             try:
-                await self._call(self._publish_recent(keys=keys, args=args))
+                await self._call(self._publish_recent_script(sent))
             except BrokerUnavailable as exc:
                 log.warning("publishing again after the master moved stopped: %s", exc)
                 break

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from chatserver.broker import base
+
 
 @dataclass(frozen=True)
 class Sent:
@@ -20,10 +22,16 @@ class Sent:
 
     at: float
     channel: str
-    key: str
+    author: str
+    message_id: str
     data: bytes
     timestamp_ms: int
     keep_ms: int
+
+    @property
+    def key(self) -> str:
+        """The message's key among the room's recent frames."""
+        return base.recent_key(self.author, self.message_id)
 
 
 class SentLog:

@@ -271,25 +271,43 @@ async def test_half_open_handshakes_time_out(chat_server: ChatFactory) -> None:
 async def test_reusing_a_victims_message_id_never_replaces_the_victims_text(
     chat_server: ChatFactory, redis_server: RedisProcess, broker: str
 ) -> None:
-    env = {"ASOCIAL_REDIS_URL": redis_server.url} if broker == "redis" else {}
-    server = chat_server(**env)
+    """Original clients key a message's text by ``message_id`` alone: a frame of
+    mallory's under the victim's id must reach no one under that id, live or in the
+    replay, while the victim's message is on screen. On Redis mallory is on another
+    process than the victim, so the check holds across pods."""
+    if broker == "redis":
+        env = {"ASOCIAL_REDIS_URL": redis_server.url}
+        victims, mallorys = chat_server(name="a", **env), chat_server(name="b", **env)
+    else:
+        victims = mallorys = chat_server()
     room = f"hijack-{broker}"
     async with (
-        joined(server.ws(f"uid=victim&channel={room}")) as victim,
-        joined(server.ws(f"uid=mallory&channel={room}")) as mallory,
-        joined(server.ws(f"uid=viewer&channel={room}")) as viewer,
+        joined(victims.ws(f"uid=victim&channel={room}")) as victim,
+        joined(mallorys.ws(f"uid=mallory&channel={room}")) as mallory,
+        joined(victims.ws(f"uid=viewer&channel={room}")) as viewer,
     ):
         await victim.send(chat("m1", "hello"))
         seen = await viewer.recv_type("chat", message_id="m1")
         assert (seen["user_id"], seen["payload"]) == ("victim", "hello")
+        await mallory.recv_type("chat", message_id="m1")
         await mallory.send(chat("m1", "pwned"))
-        hijack = await viewer.recv_type("chat", message_id="m1")
-        assert (hijack["user_id"], hijack["payload"]) == ("mallory", "pwned")
-        async with client(server.ws(f"uid=late&channel={room}")) as late:
+        refused = await mallory.recv_type("error")
+        assert (refused["code"], refused["message_id"]) == ("message_id_taken", "m1")
+        assert "another user's message" in refused["message"]
+        # Mallory's own messages still go out, and the victim types on.
+        await mallory.send(chat("m2", "mine"))
+        await victim.send(chat("m1", "hello!"))
+        live = [await viewer.recv_type("chat") for _ in range(2)]
+        live += [f for f in await viewer.drain(0.5) if f["type"] == "chat"]
+        assert sorted((f["user_id"], f["message_id"], f["payload"]) for f in live) == [
+            ("mallory", "m2", "mine"),
+            ("victim", "m1", "hello!"),
+        ]
+        async with client(mallorys.ws(f"uid=late&channel={room}")) as late:
             await late.recv_type("user_sync")
             replay = [f for f in await late.drain(0.5) if f["type"] == "chat"]
-        by_author = {(f["user_id"], f["message_id"]): f["payload"] for f in replay}
-        assert by_author == {("victim", "m1"): "hello", ("mallory", "m1"): "pwned"}
+        by_id = {f["message_id"]: (f["user_id"], f["payload"]) for f in replay}
+        assert by_id == {"m1": ("victim", "hello!"), "m2": ("mallory", "mine")}
 
 
 # --- 5 and 6. Redis restarted or hung under traffic --------------------------------------

@@ -257,7 +257,9 @@ async def test_a_frame_the_old_master_took_after_the_others_left_is_published_ag
             wait_for, lambda: watcher._pubsub is not None and not watcher._moved, "move", 10
         )
         for text in (b"h", b"hi"):  # two frames of one message; only the newest counts
-            await writer.publish_recent("room", key="m1", data=text, timestamp_ms=1, keep_ms=5000)
+            await writer.publish_recent(
+                "room", author="a", message_id="m1", data=text, timestamp_ms=1, keep_ms=5000
+            )
         await asyncio.sleep(0.3)
         assert got == [], "the new master should not have had the frames yet"
         writer.follower.move(("127.0.0.1", new), None, "heard later")

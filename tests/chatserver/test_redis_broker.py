@@ -66,9 +66,10 @@ async def test_recent_keeps_the_newest_frame_per_message_within_the_window(
     broker: RedisBroker,
 ) -> None:
     now = int(time.time() * 1000)
-    await broker.publish_recent("r", key="m1", data=b"h", timestamp_ms=now - 9000, keep_ms=5000)
-    await broker.publish_recent("r", key="m2", data=b"x", timestamp_ms=now, keep_ms=5000)
-    await broker.publish_recent("r", key="m2", data=b"xy", timestamp_ms=now + 1, keep_ms=5000)
+    sent = {"author": "a", "keep_ms": 5000}
+    await broker.publish_recent("r", message_id="m1", data=b"h", timestamp_ms=now - 9000, **sent)
+    await broker.publish_recent("r", message_id="m2", data=b"x", timestamp_ms=now, **sent)
+    await broker.publish_recent("r", message_id="m2", data=b"xy", timestamp_ms=now + 1, **sent)
     assert await broker.recent("r", since_ms=now - 5000, limit=10, max_bytes=1000) == [b"xy"]
 
 

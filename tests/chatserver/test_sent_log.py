@@ -3,8 +3,8 @@
 from chatserver.broker.sent_log import Sent, SentLog
 
 
-def sent(at: float, key: str, text: str, channel: str = "room") -> Sent:
-    return Sent(at, channel, key, text.encode(), timestamp_ms=int(at * 1000), keep_ms=5000)
+def sent(at: float, message_id: str, text: str, channel: str = "room") -> Sent:
+    return Sent(at, channel, "a", message_id, text.encode(), int(at * 1000), keep_ms=5000)
 
 
 def test_only_the_newest_frame_of_each_message_is_kept() -> None:
@@ -13,7 +13,7 @@ def test_only_the_newest_frame_of_each_message_is_kept() -> None:
     log.add(sent(10.1, "m2", "x"))
     newest = sent(10.2, "m1", "hi")
     log.add(newest)
-    assert [(s.key, s.data) for s in log.since(0)] == [("m2", b"x"), ("m1", b"hi")]
+    assert [(s.message_id, s.data) for s in log.since(0)] == [("m2", b"x"), ("m1", b"hi")]
     assert log.is_newest(newest)
     assert not log.is_newest(sent(10.0, "m1", "h"))
 
@@ -23,8 +23,8 @@ def test_frames_older_than_the_window_are_dropped_and_since_filters_by_time() ->
     log.add(sent(10.0, "old", "a"))
     log.add(sent(10.6, "mid", "b"))
     log.add(sent(11.5, "new", "c"))
-    assert [s.key for s in log.since(0)] == ["mid", "new"]
-    assert [s.key for s in log.since(11.0)] == ["new"]
+    assert [s.message_id for s in log.since(0)] == ["mid", "new"]
+    assert [s.message_id for s in log.since(11.0)] == ["new"]
 
 
 def test_the_same_key_in_two_channels_is_two_messages_and_the_cap_holds() -> None:
@@ -35,4 +35,4 @@ def test_the_same_key_in_two_channels_is_two_messages_and_the_cap_holds() -> Non
     for i in range(5):
         log.add(sent(2.0 + i / 10, f"k{i}", "z"))
     assert len(log) == 3
-    assert [s.key for s in log.since(0)] == ["k2", "k3", "k4"]
+    assert [s.message_id for s in log.since(0)] == ["k2", "k3", "k4"]
