@@ -53,6 +53,8 @@ class Runtime:
     accounts: AccountService
     signouts: SignOuts
     draining: bool = False
+    drain_deadline: float | None = None
+    """While draining: the loop time by which every client must have been told 1001."""
     sessions: set[Connection] = dataclasses.field(default_factory=set)
     per_user: dict[str, int] = dataclasses.field(default_factory=dict)
     idle: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
@@ -72,11 +74,21 @@ class Runtime:
         if not self.sessions:
             self.idle.set()
 
+    def closing_wait(self, default_s: float) -> float:
+        """How long a closing session waits for its frames to leave and for the peer's
+        answer to its close: ``default_s``, or while draining until the drain's deadline
+        (a client reading far behind, typing meanwhile, still reaches our 1001 then;
+        a socket torn down earlier is reset, and the reset destroys what it has not read)."""
+        if self.drain_deadline is None:
+            return default_s
+        return max(0.0, self.drain_deadline - asyncio.get_running_loop().time())
+
     async def drain(self, grace_s: float) -> None:
         """Refuse new sockets, tell every client 1001 after its queued frames, and be done
-        within ``grace_s``: clients still there after 90% of it are cut off."""
+        within ``grace_s``: clients still there after 80% of it are cut off."""
         if not self.draining:
             self.draining = True
+            self.drain_deadline = asyncio.get_running_loop().time() + 0.8 * grace_s
             log.info("draining %d connections", len(self.sessions))
         for session in list(self.sessions):
             session.close(CLOSE_GOING_AWAY, "Server shutting down", after_queue=True)

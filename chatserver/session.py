@@ -198,15 +198,16 @@ class Session:
             joined = await self._join()
             if joined:
                 await self._read_forever()
+            deadline = asyncio.get_running_loop().time() + rt.closing_wait(CLOSE_FLUSH_S)
             if self._closing and self._writer is not None:
                 # We are closing: let the writer flush what is queued and the close frame.
                 # (A client that hung up has nothing left to receive: leave at once.)
-                await asyncio.wait_for(asyncio.shield(self._writer), timeout=CLOSE_FLUSH_S)
+                await asyncio.wait_for(asyncio.shield(self._writer), timeout=_left(deadline))
             if self._closing and self._control is not None:
                 # Wait for the peer's answer to our close: a socket closed while the peer
                 # is still sending (typing) is reset, and the reset destroys the close
                 # frame it has not read yet (the peer sees 1006, not our code).
-                await self._control.wait_closed(CLOSE_FLUSH_S)
+                await self._control.wait_closed(_left(deadline))
         except (WebSocketDisconnect, TimeoutError):
             pass
         finally:
@@ -379,14 +380,23 @@ class Session:
             out = protocol.chat_frame(
                 frame, identity=self.identity, message_id=message_id, timestamp_ms=timestamp
             )
-            await rt.broker.publish_recent(
+            published = await rt.broker.publish_recent(
                 channel,
-                # Keyed by author too: another user reusing this id must not replace it.
-                key=f"{len(self.user_id)}:{self.user_id}:{message_id}",
+                author=self.user_id,
+                message_id=message_id,
                 data=orjson.dumps(out),
                 timestamp_ms=timestamp,
                 keep_ms=int(rt.settings.message_fade_seconds * 1000),
             )
+            if not published:
+                # Original clients key text by message_id alone: forwarded, this frame
+                # would replace another person's words on every screen.
+                raise ProtocolError(
+                    ErrorCode.MESSAGE_ID_TAKEN,
+                    f"message_id {message_id!r} belongs to another user's message in this "
+                    "room; start a new message with a message_id of your own",
+                    message_id=message_id,
+                )
             rt.metrics.messages_published.labels(rt.metrics.channel_label(channel)).inc()
             return
         await self._check_rate(None)
@@ -432,6 +442,10 @@ class Session:
             self.close(
                 close_code, f"Too many rejected frames ({error.code.value})"[:120], after_queue=True
             )
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - asyncio.get_running_loop().time())
 
 
 async def serve(runtime: Runtime, websocket: WebSocket) -> None:

@@ -210,6 +210,11 @@ class PreparedFrameProtocol(WebSocketsSansIOProtocol):
     async def wait_closed(self, timeout: float) -> bool:
         if self.disconnected:
             return True
+        if self.close_timer is not None:
+            # uvicorn's own wait for the answer (a fixed 10 s) gives way to the caller's:
+            # a drain waits until the end of its grace, however long that is.
+            self.close_timer.cancel()
+            self.close_timer = self.loop.call_later(timeout, self.transport.close)
         if self._closed is None:
             self._closed = self.loop.create_future()
         try:

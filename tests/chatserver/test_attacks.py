@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -470,36 +471,89 @@ async def test_tokens_never_reach_the_logs_at_any_level(chat_server: ChatFactory
 # --- 8. typing clients get 1001 on SIGTERM ---------------------------------------------
 
 
-async def test_every_typing_client_gets_1001_on_sigterm(chat_server: ChatFactory) -> None:
-    server = chat_server(ASOCIAL_FRAMES_PER_SECOND="100", ASOCIAL_RATE_LIMIT_PER_MINUTE="100000")
-    clients = []
+@dataclasses.dataclass(frozen=True)
+class TypingLoad:
+    typists: int
+    per_room: int
+    payload_bytes: int
+    interval_s: float
+    idle: int
+    grace_s: int
+    reads_after_s: float = 0.0
+    """How long after the SIGTERM the typists begin to read what they are sent."""
+
+
+@pytest.mark.parametrize(
+    "load",
+    [
+        TypingLoad(typists=8, per_room=8, payload_bytes=20, interval_s=0.02, idle=0, grace_s=5),
+        # 3 KB frames ten times a second, two typists per room, beside idle clients; the
+        # typists read only 6 s after the signal (busy typing), within the 8 s drain.
+        TypingLoad(
+            typists=10,
+            per_room=2,
+            payload_bytes=3000,
+            interval_s=0.1,
+            idle=40,
+            grace_s=10,
+            reads_after_s=6.0,
+        ),
+    ],
+    ids=["light", "heavy"],
+)
+async def test_every_typing_client_gets_1001_on_sigterm(
+    chat_server: ChatFactory, load: TypingLoad
+) -> None:
+    """However fast and however far behind its reading a client types, it is told 1001,
+    and the process uses its grace for that (but no more)."""
+    server = chat_server(
+        ASOCIAL_FRAMES_PER_SECOND="100",
+        ASOCIAL_RATE_LIMIT_PER_MINUTE="100000",
+        ASOCIAL_SHUTDOWN_GRACE_SECONDS=str(load.grace_s),
+    )
     stack = contextlib.AsyncExitStack()
     async with stack:
-        for i in range(8):
-            clients.append(await stack.enter_async_context(joined(server.ws(f"uid=t{i}"))))
-        collectors = [Collector(c) for c in clients]
+        typists = [
+            await stack.enter_async_context(
+                joined(server.ws(f"uid=t{i}&channel=room{i // load.per_room}"))
+            )
+            for i in range(load.typists)
+        ]
+        idle = [
+            await stack.enter_async_context(joined(server.ws(f"uid=i{i}&channel=room{i % 5}")))
+            for i in range(load.idle)
+        ]
+        collectors = [Collector(c) for c in idle]
+        if not load.reads_after_s:
+            collectors += [Collector(c) for c in typists]
 
         async def type_forever(c: Client, i: int) -> None:
             n = 0
             with contextlib.suppress(ConnectionClosed):
                 while True:
                     n += 1
-                    await c.send(chat(f"t{i}-{n // 20}", "x" * (n % 20 + 1)))
-                    await asyncio.sleep(0.02)
+                    size = load.payload_bytes
+                    await c.send(chat(f"t{i}-{n // 20}", "x" * size))
+                    await asyncio.sleep(load.interval_s)
 
-        typists = [asyncio.create_task(type_forever(c, i)) for i, c in enumerate(clients)]
-        await asyncio.sleep(1.0)  # pacing: everyone is typing
-        started = time.monotonic()
-        server.proc.send_signal(signal.SIGTERM)
-        await asyncio.gather(*(c.done.wait() for c in collectors))
-        codes = [c.close_code for c in collectors]
-        rc = await asyncio.to_thread(server.proc.wait, 30)
-        elapsed = time.monotonic() - started
-        for t in typists:
-            t.cancel()
-        assert codes == [1001] * len(clients), codes
+        typing = [asyncio.create_task(type_forever(c, i)) for i, c in enumerate(typists)]
+        try:
+            await asyncio.sleep(1.0)  # pacing: everyone is typing
+            started = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            if load.reads_after_s:
+                await asyncio.sleep(load.reads_after_s)  # pacing: the typists read late
+                collectors += [Collector(c) for c in typists]
+            await asyncio.gather(*(c.done.wait() for c in collectors))
+            codes = [c.close_code for c in collectors]
+            rc = await asyncio.to_thread(server.proc.wait, 30)
+            elapsed = time.monotonic() - started
+        finally:
+            for t in typing:
+                t.cancel()
+        assert codes == [1001] * len(collectors), codes
         assert rc in (0, -signal.SIGTERM), f"exit code {rc}:\n{server.logs()}"
-        assert elapsed < 5 + 1, f"exit took {elapsed:.1f}s (grace 5 s)"
+        assert elapsed < load.grace_s + 1, f"exit took {elapsed:.1f}s (grace {load.grace_s} s)"
 
 
 # --- also fixed ------------------------------------------------------------------------
