@@ -31,9 +31,25 @@ demo: install
 chat: install
 	$(PYTHON) -m chatserver.cli --host $(HOST) --port $(PORT)
 
-## test: install everything the suite needs, then lint, type-check and run every test
-test: install firebase-tools lint typecheck layers test-lowest devcluster-up images
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+## test: install everything the suite needs, then lint, type-check and run every test;
+## prints each stage's wall time at the end (and pytest its time per suite), pass or fail
+TEST_STAGES := install firebase-tools lint typecheck layers test-lowest devcluster-build devcluster-up \
+  images
+TIMINGS := .make/stage-seconds
+test:
+	@mkdir -p $(dir $(TIMINGS)) && : > $(TIMINGS); status=0; \
+	for stage in $(TEST_STAGES) pytest; do \
+	  started=$$(date +%s); \
+	  if [ $$stage = pytest ]; then $(PYTHON) -m pytest $(PYTEST_ARGS); \
+	  else $(MAKE) --no-print-directory $$stage; fi; status=$$?; \
+	  echo "$$stage $$(( $$(date +%s) - started ))" >> $(TIMINGS); \
+	  [ $$status = 0 ] || break; \
+	done; \
+	echo; echo "make test, wall time per stage:"; \
+	awk '{ total += $$2; printf "  %-16s %5d s\n", $$1, $$2 } \
+	     END { printf "  %-16s %5d s (%.1f min)\n", "total", total, total / 60 }' $(TIMINGS); \
+	[ $$status = 0 ] || echo "make test: stage '$$stage' failed (exit $$status)"; \
+	exit $$status
 
 install: system-deps $(STAMP)
 
@@ -93,13 +109,18 @@ lint: | $(UV)
 	    --format requirements-txt | diff -q - deploy/images/requirements-$$extra.txt >/dev/null \
 	  || { echo "deploy/images/requirements-$$extra.txt is stale: run 'make requirements'"; exit 1; }; done
 	$(PYTHON) -m ruff check .
-	$(PYTHON) -m ruff format --check chatserver asocial_operator tests benchmarks
+	$(PYTHON) -m ruff format --check chatserver asocial_operator devcluster tests benchmarks
 
 typecheck:
-	$(PYTHON) -m mypy chatserver asocial_operator
+	$(PYTHON) -m mypy chatserver asocial_operator devcluster/devcluster_lib
 
 layers:
-	$(VENV)/bin/lint-imports
+	PYTHONPATH=devcluster $(VENV)/bin/lint-imports
+
+## devcluster-build: the control plane's and the node's binaries from pinned Go modules
+## (cached; `up` builds them too when missing)
+devcluster-build:
+	devcluster/devcluster build
 
 devcluster-up:
 	devcluster/devcluster up

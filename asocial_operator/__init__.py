@@ -1,10 +1,7 @@
 """Asocial operator: deploys and keeps the Asocial chat stack for each AsocialInstance.
 
-Layers point inward and import-linter enforces it (see pyproject.toml):
-
-    cli → handlers → reconciler | workqueue → cluster | store | metrics
-        → status | manifests → spec → naming
-
-Only ``cluster`` talks to the Kubernetes API. ``spec``, ``manifests``,
-``status`` and ``naming`` are pure data transformations with no I/O.
+Its modules form layers that import only inward; the order, and that only ``cluster``,
+``leader`` and ``cli`` call the Kubernetes client, are the import-linter contracts in
+``pyproject.toml`` (``[tool.importlinter]``, checked by ``make layers``). ``spec``,
+``manifests``, ``status`` and ``naming`` are pure data transformations with no I/O.
 """

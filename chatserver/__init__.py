@@ -1,5 +1,7 @@
 """Asocial chat server: the real-time canvas chat over WebSocket.
 
-Layers point inward only (enforced by import-linter, see pyproject.toml):
-``cli → app → session → hub | presence | auth → broker → protocol | metrics → settings``.
+Its modules form layers that import only inward; the order, and which modules may touch
+uvicorn and websockets, are the import-linter contracts in ``pyproject.toml``
+(``[tool.importlinter]``, checked by ``make layers``). Each module's docstring says what
+it may use.
 """

@@ -21,19 +21,14 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from . import config, images
-
-if TYPE_CHECKING:
-    from .node import Node
+from . import config, ctr, images, log
 
 REPO = Path(__file__).resolve().parents[2]
 REGISTRY = "devcluster.local"
@@ -86,8 +81,7 @@ def _files(path: Path) -> Iterator[Path]:
             yield file
 
 
-def _log(message: str) -> None:
-    print(f"[devcluster images] {message}", file=sys.stderr, flush=True)
+_log = log.scoped("images")
 
 
 def store() -> Path:
@@ -201,29 +195,6 @@ def build_all() -> list[Path]:
     return [build(image) for image in APP_IMAGES]
 
 
-def import_all(node: Node) -> None:
-    """Import the current build of each image into the node's containerd.
-
-    The tag stays the same while the content changes, so each archive is imported
-    again unless containerd already holds that exact archive's image (same config
-    digest, recorded beside the archive after its first import).
-    """
-    ctr = [str(node.bin / "ctr"), "--address", str(node.sock), "--namespace", "k8s.io"]
-    listing = subprocess.run(
-        [*ctr, "images", "list"], check=True, capture_output=True, text=True
-    ).stdout
-    for image in APP_IMAGES:
-        path = build(image)
-        marker = path.with_suffix(".imported")
-        if marker.exists() and marker.read_text().strip() in listing:
-            continue
-        subprocess.run([*ctr, "images", "import", str(path)], check=True, capture_output=True)
-        rows = subprocess.run(
-            [*ctr, "images", "list", f"name=={image.ref}"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.splitlines()[1:]
-        digest = rows[0].split()[2] if rows else ""
-        marker.write_text(digest + "\n")
-        _log(f"imported {image.ref} ({digest[:19]})")
+def archives() -> list[ctr.Archive]:
+    """The current build of each image (built now where needed), for ``ctr.import_all``."""
+    return [ctr.Archive(image.ref, build(image)) for image in APP_IMAGES]

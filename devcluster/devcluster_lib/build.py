@@ -6,12 +6,11 @@ import fcntl
 import os
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import config
+from . import config, log
 
 
 @dataclass(frozen=True)
@@ -131,8 +130,7 @@ def is_built() -> bool:
     return not missing_binaries()
 
 
-def _log(message: str) -> None:
-    print(f"[devcluster build] {message}", file=sys.stderr, flush=True)
+_log = log.scoped("build")
 
 
 def _build_one(target: Target, go: str) -> None:

@@ -7,19 +7,28 @@ import json
 import os
 import shutil
 import socket
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import build, certs, config, kubeconfig, manifests, node, process
+from . import (
+    appimages,
+    build,
+    certs,
+    config,
+    ctr,
+    images,
+    kubeconfig,
+    log,
+    manifests,
+    node,
+    process,
+    steps,
+)
 from .api import ApiClient
 from .process import Proc
-
-# Start order; `down` stops in reverse.
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
 PORT_ENV = {
     "apiserver": "ASOCIAL_DEVCLUSTER_APISERVER_PORT",
@@ -34,8 +43,7 @@ SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 POD_CIDR = "10.244.0.0/16"
 
 
-def _log(message: str) -> None:
-    print(f"[devcluster] {message}", file=sys.stderr, flush=True)
+_log = log.scoped()
 
 
 def _choose_ports() -> dict[str, int]:
@@ -76,12 +84,11 @@ class Cluster:
 
     def _procs(self, data: dict[str, Any]) -> list[Proc]:
         found = data.get("processes", {})
-        names = (*COMPONENTS, *node.NODE_COMPONENTS)
+        names = [c.name for c in self._components(data)]
         return [Proc.from_json(name, found[name]) for name in names if name in found]
 
-    @staticmethod
-    def _expected(data: dict[str, Any]) -> int:
-        return len(COMPONENTS) + (len(node.NODE_COMPONENTS) if data.get("real_node") else 0)
+    def _expected(self, data: dict[str, Any]) -> int:
+        return len(self._components(data))
 
     def kubectl_path(self) -> Path:
         data = self._load()
@@ -152,7 +159,7 @@ class Cluster:
         }
         self._save(data)
         try:
-            self._start(data, bin_dir, ports)
+            self._start(data)
         except BaseException:
             _log("start failed; stopping what was started")
             self._down(quiet=True, keep_logs=True)
@@ -209,10 +216,166 @@ class Cluster:
             "--endpoint-reconciler-type=none",
         ]
 
-    def _start(self, data: dict[str, Any], bin_dir: Path, ports: dict[str, int]) -> None:
+    def _start(self, data: dict[str, Any]) -> None:
         t0 = time.monotonic()
+        steps.start(
+            self._components(data),
+            spawn=lambda name, argv, env: self._spawn(data, name, argv, env),
+            wait=lambda r: self._wait(data, r.what, r.check, r.timeout),
+            say=_log,
+        )
+        data["ready_seconds"] = round(time.monotonic() - t0, 1)
+        self._save(data)
+
+    def _components(self, data: dict[str, Any]) -> list[steps.Component]:
+        """Every process of this cluster in start order: the control plane, kwok, and
+        the real node's when it has one. ``up`` starts them, ``down`` stops them."""
+        ports: dict[str, int] = data.get("ports", {})
+        bin_dir = Path(data.get("bin_dir", config.bin_dir()))
+        pki = self.pki
+        server = f"https://127.0.0.1:{ports.get('apiserver', 0)}"
+        clients: list[ApiClient] = []
+
+        def api() -> ApiClient:  # made once the PKI exists (etcd's prepare makes it)
+            if not clients:
+                clients.append(ApiClient(ports["apiserver"], pki))
+            return clients[0]
+
+        kc = self.root / "kubeconfigs"
+        etcd_url = f"http://127.0.0.1:{ports.get('etcd', 0)}"
+        peer_url = f"http://127.0.0.1:{ports.get('etcd_peer', 0)}"
+
+        def nodes_ready() -> tuple[bool, str]:
+            ready = set(api().ready_nodes())
+            return set(manifests.node_names()) <= ready, f"ready nodes: {sorted(ready)}"
+
+        def default_sa() -> tuple[bool, str]:
+            found = api().exists("/api/v1/namespaces/default/serviceaccounts/default")
+            return found, "default ServiceAccount missing (kube-controller-manager)"
+
+        def component_flags(name: str, port_key: str) -> list[str]:
+            config_file = str(kc / f"{name}.kubeconfig")
+            return [
+                f"--kubeconfig={config_file}",
+                f"--authentication-kubeconfig={config_file}",
+                f"--authorization-kubeconfig={config_file}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={ports[port_key]}",
+                f"--cert-dir={self.root / 'pki' / name}",
+                "--leader-elect=false",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+                "--profiling=false",
+                "--v=1",
+            ]
+
+        components = [
+            steps.Component(
+                "etcd",
+                lambda: [
+                    str(bin_dir / "etcd"),
+                    "--name=devcluster",
+                    f"--data-dir={self.root / 'etcd'}",
+                    f"--listen-client-urls={etcd_url}",
+                    f"--advertise-client-urls={etcd_url}",
+                    f"--listen-peer-urls={peer_url}",
+                    f"--initial-advertise-peer-urls={peer_url}",
+                    f"--initial-cluster=devcluster={peer_url}",
+                    "--initial-cluster-state=new",
+                    "--auto-compaction-retention=1",
+                    "--unsafe-no-fsync=true",
+                    "--log-level=warn",
+                ],
+                prepare=lambda: self._credentials(server),
+            ),
+            steps.Component(
+                "kube-apiserver",
+                lambda: [
+                    str(bin_dir / "kube-apiserver"),
+                    f"--etcd-servers={etcd_url}",
+                    *self._apiserver_address_flags(data),
+                    f"--secure-port={ports['apiserver']}",
+                    f"--cert-dir={self.root / 'pki'}",
+                    f"--tls-cert-file={pki.apiserver_cert}",
+                    f"--tls-private-key-file={pki.apiserver_key}",
+                    f"--client-ca-file={pki.ca_cert}",
+                    "--authorization-mode=Node,RBAC",
+                    # Kubelets may only change their own Node and their pods (the real node).
+                    "--enable-admission-plugins=NodeRestriction",
+                    f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+                    f"--service-account-key-file={pki.sa_pub}",
+                    f"--service-account-signing-key-file={pki.sa_key}",
+                    f"--service-cluster-ip-range={certs.SERVICE_CLUSTER_IP_RANGE}",
+                    f"--kubelet-client-certificate={pki.client_cert('apiserver-kubelet-client')}",
+                    f"--kubelet-client-key={pki.client_key('apiserver-kubelet-client')}",
+                    "--kubelet-preferred-address-types=InternalIP,Hostname",
+                    # The aggregation layer (metrics-server's metrics.k8s.io).
+                    f"--requestheader-client-ca-file={pki.ca_cert}",
+                    "--requestheader-allowed-names=front-proxy-client",
+                    "--requestheader-username-headers=X-Remote-User",
+                    "--requestheader-group-headers=X-Remote-Group",
+                    "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                    f"--proxy-client-cert-file={pki.client_cert('front-proxy-client')}",
+                    f"--proxy-client-key-file={pki.client_key('front-proxy-client')}",
+                    "--enable-aggregator-routing=true",
+                    "--allow-privileged=true",
+                    "--profiling=false",
+                    "--v=1",
+                ],
+                ready=(steps.Readiness("kube-apiserver /readyz", lambda: api().readyz(), 90),),
+                then=lambda _: self._bootstrap(api()),
+            ),
+            steps.Component(
+                "kube-controller-manager",
+                lambda: [
+                    str(bin_dir / "kube-controller-manager"),
+                    *component_flags("kube-controller-manager", "controller_manager"),
+                    "--controllers=*",
+                    "--use-service-account-credentials=true",
+                    f"--root-ca-file={pki.ca_cert}",
+                    f"--service-account-private-key-file={pki.sa_key}",
+                    f"--cluster-signing-cert-file={pki.ca_cert}",
+                    f"--cluster-signing-key-file={pki.ca_key}",
+                    f"--service-cluster-ip-range={certs.SERVICE_CLUSTER_IP_RANGE}",
+                    "--pv-recycler-minimum-timeout-hostpath=60",
+                ],
+            ),
+            steps.Component(
+                "kube-scheduler",
+                lambda: [
+                    str(bin_dir / "kube-scheduler"),
+                    *component_flags("kube-scheduler", "scheduler"),
+                ],
+            ),
+            steps.Component(
+                "kwok",
+                lambda: [
+                    str(bin_dir / "kwok"),
+                    f"--kubeconfig={kc / 'kwok.kubeconfig'}",
+                    f"--config={config.DEVCLUSTER_DIR / 'kwok' / 'stages.yaml'}",
+                    "--manage-all-nodes=false",
+                    f"--manage-nodes-with-annotation-selector={manifests.KWOK_ANNOTATION_SELECTOR}",
+                    f"--server-address=127.0.0.1:{ports['kwok']}",
+                    f"--tls-cert-file={pki.apiserver_cert}",
+                    f"--tls-private-key-file={pki.apiserver_key}",
+                    "--node-ip=127.0.0.1",
+                    f"--node-port={ports['kwok']}",
+                    f"--cidr={POD_CIDR}",
+                    "--node-lease-duration-seconds=40",
+                ],
+                ready=(
+                    steps.Readiness("kwok nodes Ready", nodes_ready, 60),
+                    steps.Readiness("controllers", default_sa, 60),
+                ),
+            ),
+        ]
+        if data.get("real_node"):
+            components += node.Node(self.root, pki).components(api, server)
+        return components
+
+    def _credentials(self, server: str) -> None:
+        """The PKI, the admin kubeconfig and each component's own."""
         pki = certs.generate(self.root / "pki")
-        server = f"https://127.0.0.1:{ports['apiserver']}"
         kubeconfig.write(
             self.kubeconfig,
             server=server,
@@ -222,9 +385,8 @@ class Cluster:
             user="devcluster-admin",
             embed=True,
         )
-        component_kc: dict[str, Path] = {}
         for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
-            component_kc[name] = kubeconfig.write(
+            kubeconfig.write(
                 self.root / "kubeconfigs" / f"{name}.kubeconfig",
                 server=server,
                 ca_cert=pki.ca_cert,
@@ -233,134 +395,9 @@ class Cluster:
                 user=name,
                 embed=False,
             )
-        _log(f"certificates and kubeconfigs ready ({time.monotonic() - t0:.1f}s)")
 
-        etcd_data = self.root / "etcd"
-        etcd_url = f"http://127.0.0.1:{ports['etcd']}"
-        peer_url = f"http://127.0.0.1:{ports['etcd_peer']}"
-        self._spawn(
-            data,
-            "etcd",
-            [
-                str(bin_dir / "etcd"),
-                "--name=devcluster",
-                f"--data-dir={etcd_data}",
-                f"--listen-client-urls={etcd_url}",
-                f"--advertise-client-urls={etcd_url}",
-                f"--listen-peer-urls={peer_url}",
-                f"--initial-advertise-peer-urls={peer_url}",
-                f"--initial-cluster=devcluster={peer_url}",
-                "--initial-cluster-state=new",
-                "--auto-compaction-retention=1",
-                "--unsafe-no-fsync=true",
-                "--log-level=warn",
-            ],
-        )
-        self._spawn(
-            data,
-            "kube-apiserver",
-            [
-                str(bin_dir / "kube-apiserver"),
-                f"--etcd-servers={etcd_url}",
-                *self._apiserver_address_flags(data),
-                f"--secure-port={ports['apiserver']}",
-                f"--cert-dir={self.root / 'pki'}",
-                f"--tls-cert-file={pki.apiserver_cert}",
-                f"--tls-private-key-file={pki.apiserver_key}",
-                f"--client-ca-file={pki.ca_cert}",
-                "--authorization-mode=Node,RBAC",
-                # Kubelets may only change their own Node and their pods (the real node).
-                "--enable-admission-plugins=NodeRestriction",
-                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-                f"--service-account-key-file={pki.sa_pub}",
-                f"--service-account-signing-key-file={pki.sa_key}",
-                f"--service-cluster-ip-range={certs.SERVICE_CLUSTER_IP_RANGE}",
-                f"--kubelet-client-certificate={pki.client_cert('apiserver-kubelet-client')}",
-                f"--kubelet-client-key={pki.client_key('apiserver-kubelet-client')}",
-                "--kubelet-preferred-address-types=InternalIP,Hostname",
-                # The aggregation layer (metrics-server's metrics.k8s.io).
-                f"--requestheader-client-ca-file={pki.ca_cert}",
-                "--requestheader-allowed-names=front-proxy-client",
-                "--requestheader-username-headers=X-Remote-User",
-                "--requestheader-group-headers=X-Remote-Group",
-                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-                f"--proxy-client-cert-file={pki.client_cert('front-proxy-client')}",
-                f"--proxy-client-key-file={pki.client_key('front-proxy-client')}",
-                "--enable-aggregator-routing=true",
-                "--allow-privileged=true",
-                "--profiling=false",
-                "--v=1",
-            ],
-        )
-        api = ApiClient(ports["apiserver"], pki)
-        self._wait(data, "kube-apiserver /readyz", api.readyz, timeout=90)
-        _log(f"kube-apiserver ready ({time.monotonic() - t0:.1f}s)")
-
-        kcm_kc = str(component_kc["kube-controller-manager"])
-        self._spawn(
-            data,
-            "kube-controller-manager",
-            [
-                str(bin_dir / "kube-controller-manager"),
-                f"--kubeconfig={kcm_kc}",
-                f"--authentication-kubeconfig={kcm_kc}",
-                f"--authorization-kubeconfig={kcm_kc}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={ports['controller_manager']}",
-                f"--cert-dir={self.root / 'pki' / 'kube-controller-manager'}",
-                "--leader-elect=false",
-                "--controllers=*",
-                "--use-service-account-credentials=true",
-                f"--root-ca-file={pki.ca_cert}",
-                f"--service-account-private-key-file={pki.sa_key}",
-                f"--cluster-signing-cert-file={pki.ca_cert}",
-                f"--cluster-signing-key-file={pki.ca_key}",
-                f"--service-cluster-ip-range={certs.SERVICE_CLUSTER_IP_RANGE}",
-                "--kube-api-qps=200",
-                "--kube-api-burst=400",
-                "--pv-recycler-minimum-timeout-hostpath=60",
-                "--profiling=false",
-                "--v=1",
-            ],
-        )
-        sched_kc = str(component_kc["kube-scheduler"])
-        self._spawn(
-            data,
-            "kube-scheduler",
-            [
-                str(bin_dir / "kube-scheduler"),
-                f"--kubeconfig={sched_kc}",
-                f"--authentication-kubeconfig={sched_kc}",
-                f"--authorization-kubeconfig={sched_kc}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={ports['scheduler']}",
-                f"--cert-dir={self.root / 'pki' / 'kube-scheduler'}",
-                "--leader-elect=false",
-                "--kube-api-qps=200",
-                "--kube-api-burst=400",
-                "--profiling=false",
-                "--v=1",
-            ],
-        )
-        self._spawn(
-            data,
-            "kwok",
-            [
-                str(bin_dir / "kwok"),
-                f"--kubeconfig={component_kc['kwok']}",
-                f"--config={config.DEVCLUSTER_DIR / 'kwok' / 'stages.yaml'}",
-                "--manage-all-nodes=false",
-                f"--manage-nodes-with-annotation-selector={manifests.KWOK_ANNOTATION_SELECTOR}",
-                f"--server-address=127.0.0.1:{ports['kwok']}",
-                f"--tls-cert-file={pki.apiserver_cert}",
-                f"--tls-private-key-file={pki.apiserver_key}",
-                "--node-ip=127.0.0.1",
-                f"--node-port={ports['kwok']}",
-                f"--cidr={POD_CIDR}",
-                "--node-lease-duration-seconds=40",
-            ],
-        )
-
+    def _bootstrap(self, api: ApiClient) -> None:
+        """Fake nodes, the StorageClass and the pool of PersistentVolumes."""
         objects = manifests.bootstrap(self.root / "volumes")
         # The pool's directories exist before any pod mounts them, writable by every uid:
         # hostPath volumes ignore fsGroup, and pods here run as non-root users (Redis as
@@ -375,30 +412,6 @@ class Cluster:
             api.create_all(objects)
         except (OSError, RuntimeError) as exc:
             raise SystemExit(f"devcluster: creating nodes/storage failed: {exc}") from exc
-        _log(f"nodes, StorageClass and PersistentVolumes created ({time.monotonic() - t0:.1f}s)")
-
-        wanted = set(manifests.node_names())
-
-        def nodes_ready() -> tuple[bool, str]:
-            ready = set(api.ready_nodes())
-            return wanted <= ready, f"ready nodes: {sorted(ready)}"
-
-        self._wait(data, "kwok nodes Ready", nodes_ready, timeout=60)
-
-        def default_sa() -> tuple[bool, str]:
-            found = api.exists("/api/v1/namespaces/default/serviceaccounts/default")
-            return found, "default ServiceAccount missing (kube-controller-manager)"
-
-        self._wait(data, "controllers", default_sa, timeout=60)
-        if data.get("real_node"):
-            node.Node(self.root, pki).start(
-                api,
-                server,
-                spawn=lambda name, argv, env: self._spawn(data, name, argv, env),
-                wait=lambda what, check, timeout: self._wait(data, what, check, timeout),
-            )
-        data["ready_seconds"] = round(time.monotonic() - t0, 1)
-        self._save(data)
 
     # ------------------------------------------------------------------ down
     def down(self, quiet: bool = False) -> bool:
@@ -411,11 +424,9 @@ class Cluster:
             if not quiet:
                 _log(f"not running (no state in {self.root})")
             return True
-        procs = list(reversed(self._procs(data)))
-        node_procs = [p for p in procs if p.name in node.NODE_COMPONENTS]
-        stuck = node.Node(self.root, self.pki).stop(node_procs)
-        alive = [p for p in procs if p not in node_procs and process.is_alive(p)]
-        stuck += process.stop(alive)
+        procs = self._procs(data)
+        alive = [p for p in procs if process.is_alive(p)]
+        stuck = steps.stop(self._components(data), {p.name: p for p in procs})
         if stuck:
             _log(f"could not stop: {stuck}; keeping state in {self.root}")
             return False
@@ -437,17 +448,14 @@ class Cluster:
         """Build every local image (cached by content): the node's base images (which
         `up` also imports) and the project's own from its Dockerfiles; import them into
         the running node, if there is one."""
-        from . import appimages, images
-
         if not build.is_built():
             build.build()  # the pause image is a binary built with the node's
         for path in [*images.build_all(), *appimages.build_all()]:
             print(path)
         data = self._load()
         if data and data.get("real_node"):
-            the_node = node.Node(self.root, self.pki)
-            images.import_all(the_node)
-            appimages.import_all(the_node)
+            containerd = node.Node(self.root, self.pki).containerd()
+            ctr.import_all(containerd, [*images.node_archives(), *appimages.archives()])
         return 0
 
     # ---------------------------------------------------------------- status

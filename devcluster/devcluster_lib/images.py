@@ -22,18 +22,13 @@ import hashlib
 import json
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from . import config
-
-if TYPE_CHECKING:
-    from .node import Node
+from . import config, ctr, log
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
@@ -89,8 +84,7 @@ IMAGES = (
 )
 
 
-def _log(message: str) -> None:
-    print(f"[devcluster images] {message}", file=sys.stderr, flush=True)
+_log = log.scoped("images")
 
 
 def cache_dir() -> Path:
@@ -169,8 +163,8 @@ def build(image: Image) -> Path:
             for entry in sorted(layout.iterdir()):
                 t.add(entry, arcname=entry.name)
         partial.replace(out)
-    for old in cache_dir().glob(f"{image.name.rsplit('/', 1)[1]}-{image.tag}-*.tar"):
-        if old != out:
+    for old in cache_dir().glob(f"{image.name.rsplit('/', 1)[1]}-{image.tag}-*"):
+        if old.stem != out.stem:  # older builds, and the import markers beside them
             old.unlink()
     _log(f"built {image.ref} in {time.monotonic() - started:.0f}s ({out.stat().st_size >> 20} MiB)")
     return out
@@ -180,19 +174,10 @@ def build_all() -> list[Path]:
     return [build(image) for image in IMAGES]
 
 
-def import_all(node: Node) -> None:
-    """Import every local image into the node's containerd (idempotent)."""
-    ctr = [str(node.bin / "ctr"), "--address", str(node.sock), "--namespace", "k8s.io"]
-    present = subprocess.run(
-        [*ctr, "images", "list", "--quiet"], check=True, capture_output=True, text=True
-    ).stdout.split()
-    for image in IMAGES:
-        if not image.node or image.ref in present:
-            continue
-        path = build(image)
-        subprocess.run(
-            [*ctr, "images", "import", "--base-name", image.name, "--no-unpack", str(path)],
-            check=True,
-            capture_output=True,
-        )
-        _log(f"imported {image.ref}")
+def node_archives() -> list[ctr.Archive]:
+    """The images the node runs (built now where missing), for ``ctr.import_all``."""
+    return [
+        ctr.Archive(image.ref, build(image), ("--base-name", image.name, "--no-unpack"))
+        for image in IMAGES
+        if image.node
+    ]

@@ -8,9 +8,9 @@ back, the kubelet's mounts unmounted, containers and shims killed by PID, the br
 network namespaces and cgroups it made removed, and only its own iptables chains
 flushed (``kube-proxy --cleanup`` for kube-proxy's; the kubelet's and CNI's by name).
 
-The node is tainted ``devcluster.asocial.io/real-node=true:NoSchedule``, so workloads
-land on it only when they ask to (a toleration and the node selector
-``devcluster.asocial.io/node: real``); kwok's fake nodes take everything else.
+Every ordinary workload runs here: kwok's fake nodes are the ones tainted (see
+``manifests``), and only what tolerates that taint (scale tests) lands on them. The node
+is labelled ``devcluster.asocial.io/node: real`` for workloads that want to say so.
 """
 
 from __future__ import annotations
@@ -21,13 +21,12 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
-import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import certs, config, kubeconfig, process
+from . import certs, config, ctr, images, kubeconfig, process, steps
 from .api import ApiClient
 
 NODE_NAME = "devcluster-node"
@@ -36,7 +35,6 @@ NODE_CIDR = "10.88.0.0/24"
 NODE_IP = certs.NODE_IP
 DNS_SERVICE_IP = "10.96.0.10"
 CLUSTER_DOMAIN = "cluster.local"
-TAINT_KEY = "devcluster.asocial.io/real-node"
 NODE_LABEL = "devcluster.asocial.io/node"
 NODE_LOCK = Path("/run/asocial-devcluster-node.json")
 PROXY_HEALTHZ_PORT = 10256
@@ -55,10 +53,6 @@ SHARED_PATHS = (
     Path("/var/log/containers"),
     Path("/var/log/pods"),
 )
-
-
-def _log(message: str) -> None:
-    print(f"[devcluster node] {message}", file=sys.stderr, flush=True)
 
 
 def enabled() -> bool:
@@ -163,6 +157,7 @@ class Node:
         NODE_LOCK.write_text(json.dumps({"state_dir": str(self.root)}) + "\n")
 
     def _record_lock(self, kubelet: process.Proc) -> None:
+        """Says which kubelet holds the machine's node (``_claim`` checks it is alive)."""
         NODE_LOCK.write_text(
             json.dumps({"state_dir": str(self.root), "kubelet": kubelet.to_json()}) + "\n"
         )
@@ -172,11 +167,101 @@ class Node:
             if json.loads(NODE_LOCK.read_text()).get("state_dir") == str(self.root):
                 NODE_LOCK.unlink()
 
-    # ------------------------------------------------------------------ start
-    def start(self, api: ApiClient, server: str, spawn: Any, wait: Any) -> None:
-        """Start every node component; ``spawn(name, argv, env)`` records a process and
-        ``wait(what, check, timeout)`` polls a check while watching the processes."""
-        t0 = time.monotonic()
+    # ------------------------------------------------------------- components
+    def containerd(self) -> ctr.Containerd:
+        return ctr.Containerd(self.bin / "ctr", self.sock)
+
+    def components(self, api: Callable[[], ApiClient], server: str) -> list[steps.Component]:
+        """The node's processes in start order (``down`` stops them in reverse): each
+        one's argv, readiness, and what it undoes outside the state dir once stopped.
+        ``api`` gives the cluster's API client once the control plane is up."""
+        path_env = {"PATH": f"{self.bin}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+        kc = self.dir
+
+        def node_ready() -> tuple[bool, str]:
+            return NODE_NAME in api().ready_nodes(), f"{NODE_NAME} not Ready yet"
+
+        ms_port = 4443
+        return [
+            steps.Component(
+                "containerd",
+                lambda: [str(self.bin / "containerd"), f"--config={self._containerd()}"],
+                env=lambda: path_env,
+                prepare=lambda: self._prepare(server),
+                ready=(
+                    steps.Readiness(
+                        "containerd socket", lambda: (self.sock.exists(), str(self.sock)), 30
+                    ),
+                ),
+                then=lambda _: ctr.import_all(self.containerd(), images.node_archives()),
+                undo=self._undo,
+            ),
+            steps.Component(
+                "kubelet",
+                lambda: [
+                    str(self.bin / "kubelet"),
+                    f"--config={self._kubelet_config()}",
+                    f"--kubeconfig={kc / 'kubelet.kubeconfig'}",
+                    f"--root-dir={self.kubelet_dir}",
+                    f"--hostname-override={NODE_NAME}",
+                    f"--node-ip={NODE_IP}",
+                    f"--node-labels={NODE_LABEL}=real",
+                    "--v=1",
+                ],
+                env=lambda: path_env,
+                ready=(steps.Readiness("the real node Ready", node_ready, 60),),
+                then=self._record_lock,
+                # The pods' containers go right after the kubelet, which would restart them.
+                undo=self._stop_containers,
+            ),
+            steps.Component(
+                "kube-proxy",
+                lambda: [
+                    str(self.bin / "kube-proxy"),
+                    f"--config={self._kube_proxy_config(kc / 'kube-proxy.kubeconfig')}",
+                ],
+                env=lambda: path_env,
+                ready=(steps.Readiness("kube-proxy's rules", _proxy_healthy, 30),),
+                undo=self._cleanup_proxy,
+            ),
+            steps.Component(
+                "coredns",
+                lambda: [
+                    str(self.bin / "coredns"),
+                    "-conf",
+                    str(self._corefile(kc / "coredns.kubeconfig")),
+                ],
+                env=lambda: path_env,
+                ready=(
+                    steps.Readiness(
+                        "CoreDNS", lambda: _http_ok("http://127.0.0.1:18053/health"), 30
+                    ),
+                ),
+            ),
+            steps.Component(
+                "metrics-server",
+                lambda: [
+                    str(self.bin / "metrics-server"),
+                    f"--kubeconfig={kc / 'metrics-server.kubeconfig'}",
+                    f"--authentication-kubeconfig={kc / 'metrics-server.kubeconfig'}",
+                    f"--authorization-kubeconfig={kc / 'metrics-server.kubeconfig'}",
+                    f"--bind-address={NODE_IP}",
+                    f"--secure-port={ms_port}",
+                    f"--cert-dir={self.dir / 'metrics-server'}",
+                    "--kubelet-insecure-tls",
+                    "--kubelet-preferred-address-types=InternalIP",
+                    "--kubelet-use-node-status-port",
+                    "--metric-resolution=15s",
+                    "--v=1",
+                ],
+                env=lambda: path_env,
+                then=lambda _: api().create_all(addon_objects(ms_port)),
+            ),
+        ]
+
+    def _prepare(self, server: str) -> None:
+        """Before containerd: claim the machine's node, set its sysctls, make the
+        bridge and the CNI config, the node's certificates and kubeconfigs."""
         problems = preflight()
         if problems:
             raise SystemExit(
@@ -193,8 +278,8 @@ class Node:
             _write_sysctl(name, value)
         self._network(data)
         self._certs()
-        kubeconfigs = {
-            name: kubeconfig.write(
+        for name in ("kubelet", "kube-proxy", "coredns", "metrics-server"):
+            kubeconfig.write(
                 self.dir / f"{name}.kubeconfig",
                 server=server,
                 ca_cert=self.pki.ca_cert,
@@ -203,72 +288,6 @@ class Node:
                 user=name,
                 embed=False,
             )
-            for name in ("kubelet", "kube-proxy", "coredns", "metrics-server")
-        }
-        path_env = {"PATH": f"{self.bin}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
-
-        spawn("containerd", [str(self.bin / "containerd"), f"--config={self._containerd()}"],
-              path_env)  # fmt: skip
-        wait("containerd socket", lambda: (self.sock.exists(), str(self.sock)), 30)
-        from . import images
-
-        images.import_all(self)
-        _log(f"containerd ready, images imported ({time.monotonic() - t0:.1f}s)")
-
-        kubelet = spawn(
-            "kubelet",
-            [
-                str(self.bin / "kubelet"),
-                f"--config={self._kubelet_config()}",
-                f"--kubeconfig={kubeconfigs['kubelet']}",
-                f"--root-dir={self.kubelet_dir}",
-                f"--hostname-override={NODE_NAME}",
-                f"--node-ip={NODE_IP}",
-                f"--node-labels={NODE_LABEL}=real",
-                f"--register-with-taints={TAINT_KEY}=true:NoSchedule",
-                "--v=1",
-            ],
-            path_env,
-        )
-        self._record_lock(kubelet)
-
-        def node_ready() -> tuple[bool, str]:
-            return NODE_NAME in api.ready_nodes(), f"{NODE_NAME} not Ready yet"
-
-        wait("the real node Ready", node_ready, 60)
-        _log(f"kubelet registered {NODE_NAME}, Ready ({time.monotonic() - t0:.1f}s)")
-
-        spawn("kube-proxy", [str(self.bin / "kube-proxy"),
-                             f"--config={self._kube_proxy_config(kubeconfigs['kube-proxy'])}"],
-              path_env)  # fmt: skip
-        spawn(
-            "coredns",
-            [str(self.bin / "coredns"), "-conf", str(self._corefile(kubeconfigs["coredns"]))],
-            path_env,
-        )
-        ms_port = 4443
-        spawn(
-            "metrics-server",
-            [
-                str(self.bin / "metrics-server"),
-                f"--kubeconfig={kubeconfigs['metrics-server']}",
-                f"--authentication-kubeconfig={kubeconfigs['metrics-server']}",
-                f"--authorization-kubeconfig={kubeconfigs['metrics-server']}",
-                f"--bind-address={NODE_IP}",
-                f"--secure-port={ms_port}",
-                f"--cert-dir={self.dir / 'metrics-server'}",
-                "--kubelet-insecure-tls",
-                "--kubelet-preferred-address-types=InternalIP",
-                "--kubelet-use-node-status-port",
-                "--metric-resolution=15s",
-                "--v=1",
-            ],
-            path_env,
-        )
-        api.create_all(addon_objects(ms_port))
-        wait("kube-proxy's rules", _proxy_healthy, 30)
-        wait("CoreDNS", lambda: _http_ok("http://127.0.0.1:18053/health"), 30)
-        _log(f"kube-proxy, CoreDNS and metrics-server running ({time.monotonic() - t0:.1f}s)")
 
     def _network(self, data: dict[str, Any]) -> None:
         if _run("ip", "link", "show", BRIDGE, check=False).returncode != 0:
@@ -435,42 +454,35 @@ state = '{base / "state"}'
         path.write_text(text)
         return path
 
-    # ------------------------------------------------------------------- stop
-    def stop(self, procs: list[process.Proc]) -> list[str]:
-        """Stop ``procs`` (the node's components) and undo everything the node did;
-        returns what could not be stopped."""
-        data = self._load()
-        if not data:
-            self._release()
-            return process.stop([p for p in procs if process.is_alive(p)])
-        problems: list[str] = []
-        kubelet = [p for p in procs if p.name == "kubelet"]
-        others = [p for p in procs if p.name != "kubelet"]
-        # The kubelet first, so it does not restart what we stop next.
-        problems += process.stop([p for p in kubelet if process.is_alive(p)])
-        self._stop_containers()
-        problems += process.stop([p for p in others if p.name != "containerd"
-                                  and process.is_alive(p)])  # fmt: skip
-        if shutil.which("iptables") and (self.bin / "kube-proxy").exists():
+    # ------------------------------------------------------------------- undo
+    def _cleanup_proxy(self) -> list[str]:
+        if self._load() and shutil.which("iptables") and (self.bin / "kube-proxy").exists():
             _run(str(self.bin / "kube-proxy"), "--cleanup", check=False)
-        problems += process.stop([p for p in others if p.name == "containerd"
-                                  and process.is_alive(p)])  # fmt: skip
-        self._unmount_all()
-        self._remove_network(data)
-        self._remove_chains()
-        self._remove_cgroups()
-        for name, value in data.get("sysctls", {}).items():
-            if value is not None:
-                _write_sysctl(name, value)
-        for path, existed in data.get("paths_existed", {}).items():
-            if not existed:
-                shutil.rmtree(path, ignore_errors=True)
-        self._release()
-        return problems
+        return []
 
-    def _stop_containers(self) -> None:
+    def _undo(self) -> list[str]:
+        """After containerd, the last of the node's processes: undo what the node
+        changed on the machine, as recorded in ``node.json``."""
+        data = self._load()
+        if data:
+            self._unmount_all()
+            self._remove_network(data)
+            self._remove_chains()
+            self._remove_cgroups()
+            for name, value in data.get("sysctls", {}).items():
+                if value is not None:
+                    _write_sysctl(name, value)
+            for path, existed in data.get("paths_existed", {}).items():
+                if not existed:
+                    shutil.rmtree(path, ignore_errors=True)
+        self._release()
+        return []
+
+    def _stop_containers(self) -> list[str]:
         """Stop and remove every pod sandbox through CRI, then kill by PID (read from our
         containerd's state) any container or shim still there."""
+        if not self._load():
+            return []
         state = self.dir / "containerd" / "state" / "io.containerd.runtime.v2.task"
         pids: list[int] = []
         for pidfile in [*state.glob("*/*/init.pid"), *state.glob("*/*/shim.pid")]:
@@ -486,6 +498,7 @@ state = '{base / "state"}'
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, 9)
+        return []
 
     def _unmount_all(self) -> None:
         prefixes = (str(self.dir) + "/", "/run/containerd/", "/run/netns/cni-")
