@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from asocial_operator import cluster  # noqa: E402
+from tests.fixtures.devcluster import ON_FAKE_NODES  # noqa: E402
 from tests.operator.conftest import OperatorProcess, wait_for  # noqa: E402
 
 REPORT = ROOT / "benchmarks" / "OPERATOR.md"
@@ -59,7 +60,7 @@ def instance(name: str, namespace: str) -> dict[str, Any]:
         "apiVersion": "asocial.io/v1alpha1",
         "kind": "AsocialInstance",
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {},
+        "spec": {"scheduling": ON_FAKE_NODES},  # scale: kwok's fake nodes
     }
 
 

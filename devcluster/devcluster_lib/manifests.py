@@ -1,4 +1,4 @@
-"""Objects created right after the API server is up: fake nodes, storage."""
+"""Objects created right after the API server is up: fake nodes (tainted), storage."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from typing import Any
 from .api import ApiClient
 
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+FAKE_NODE_TAINT = "devcluster.asocial.io/fake-node"
+"""On every fake node (NoSchedule): kwok starts no container, so a pod there would read
+Running with nothing running. Only what tolerates it (scale tests) lands there."""
 KWOK_ANNOTATION_SELECTOR = f"{KWOK_ANNOTATION}=fake"
 STORAGE_CLASS = "standard"
 POOL_LABEL = "devcluster/pool"
@@ -45,7 +48,7 @@ def node(name: str) -> dict[str, Any]:
                 "type": "kwok",
             },
         },
-        "spec": {},
+        "spec": {"taints": [{"key": FAKE_NODE_TAINT, "value": "true", "effect": "NoSchedule"}]},
         "status": {
             "allocatable": resources,
             "capacity": resources,

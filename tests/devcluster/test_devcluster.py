@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from tests.fixtures import processes
 from tests.fixtures.devcluster import (
     KUBECONFIG_ENV,
+    ON_FAKE_NODES,
     Kubectl,
     devcluster,
     devcluster_bin_dir,
@@ -74,6 +75,7 @@ def pod_template(app: str, **spec: Any) -> dict[str, Any]:
                     "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
                 }
             ],
+            **ON_FAKE_NODES,
             **spec,
         },
     }

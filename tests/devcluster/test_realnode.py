@@ -23,10 +23,6 @@ pytestmark = pytest.mark.devcluster
 REDIS_IMAGE = "devcluster.local/redis:7"
 PYTHON_IMAGE = "devcluster.local/python:3.11"
 NODE = "devcluster-node"
-ON_REAL_NODE: dict[str, Any] = {
-    "nodeSelector": {"devcluster.asocial.io/node": "real"},
-    "tolerations": [{"key": "devcluster.asocial.io/real-node", "operator": "Exists"}],
-}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -59,7 +55,8 @@ def pod(name: str, *containers: dict[str, Any], **spec: Any) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "labels": {"app": name}},
-        "spec": {**ON_REAL_NODE, "containers": list(containers), **spec},
+        # No node selector or toleration: an ordinary pod runs on the real node.
+        "spec": {"containers": list(containers), **spec},
     }
 
 

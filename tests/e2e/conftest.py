@@ -33,12 +33,6 @@ OPERATOR_NS = "asocial-system"
 CHAT_IMAGE = "devcluster.local/asocial-chat:0.1.0"
 OPERATOR_IMAGE = "devcluster.local/asocial-operator:0.1.0"
 REDIS_IMAGE = "devcluster.local/redis:7"
-ON_REAL_NODE: dict[str, Any] = {
-    "nodeSelector": {"devcluster.asocial.io/node": "real"},
-    "tolerations": [
-        {"key": "devcluster.asocial.io/real-node", "operator": "Exists", "effect": "NoSchedule"}
-    ],
-}
 T = TypeVar("T")
 
 
@@ -161,7 +155,6 @@ def instance_body(name: str, spec: dict[str, Any] | None = None) -> dict[str, An
             "backend": {"image": CHAT_IMAGE},
             "redis": {"image": REDIS_IMAGE},
             "ingress": {"enabled": False},
-            "scheduling": ON_REAL_NODE,
         },
     }
     for key, value in (spec or {}).items():

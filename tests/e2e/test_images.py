@@ -14,7 +14,6 @@ import pytest
 from tests.e2e.conftest import (
     CHAT_IMAGE,
     NODE,
-    ON_REAL_NODE,
     OPERATOR_IMAGE,
     OPERATOR_NS,
     Report,
@@ -66,7 +65,6 @@ def chat_pod(kubectl: Kubectl, real_node: str) -> Iterator[tuple[str, str]]:
         "kind": "Pod",
         "metadata": {"name": "chat"},
         "spec": {
-            **ON_REAL_NODE,
             "securityContext": {"runAsNonRoot": True},
             "containers": [
                 {

@@ -24,7 +24,7 @@ import pytest
 
 from asocial_operator import cluster
 from tests.fixtures import processes
-from tests.fixtures.devcluster import Kubectl
+from tests.fixtures.devcluster import ON_FAKE_NODES, Kubectl
 from tests.operator import crd
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -168,11 +168,13 @@ def own_ns(kubectl: Kubectl, crd_installed: None) -> Iterator[str]:
 
 
 def instance(name: str, namespace: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An instance whose pods go to the devcluster's kwok nodes (unless ``spec`` says
+    where): these tests are about the operator, and kwok makes pods Ready at once."""
     return {
         "apiVersion": "asocial.io/v1alpha1",
         "kind": "AsocialInstance",
         "metadata": {"name": name, "namespace": namespace},
-        "spec": spec or {},
+        "spec": {"scheduling": ON_FAKE_NODES, **(spec or {})},
     }
 
 
