@@ -19,7 +19,7 @@ APT_PACKAGES := redis-server chromium openssl iptables iproute2 mmdebstrap umoci
   buildah socat
 STAMP := .make/installed
 
-.PHONY: demo test images requirements test-lowest lock install firebase-tools system-deps lint typecheck layers unit devcluster-up devcluster-down chat bench clean
+.PHONY: demo test images requirements test-lowest lock install firebase-tools system-deps lint typecheck layers unit devcluster-build devcluster-up devcluster-down chat bench clean
 
 ## demo: the devcluster with its real node, the images built here, the operator installed
 ## in-cluster (kubectl apply -k deploy/devcluster/), examples/devcluster.yaml Ready on real
