@@ -278,7 +278,7 @@ class TestJWT:
                 frame = await other.recv_type("chat")
                 assert frame["user_id"] == "q-browser"
             # h presents q's uid too, but it is bound to q: h is named by h's account.
-            await h.send(chat("m", "y", user_id="q-browser"))
+            await h.send(chat("m2", "y", user_id="q-browser"))
             frame = await p.recv_type("chat")
             assert (frame["user_id"], frame["payload"]) == ("h", "y")
 

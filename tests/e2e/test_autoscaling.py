@@ -31,6 +31,7 @@ LOAD_SECONDS_MAX = 180
 
 async def _typist(url: str, stop: asyncio.Event) -> None:
     """Types fast into the room and reads (and drops) everything the room says."""
+    tag = url.rsplit("uid=", 1)[1].split("&", 1)[0]
     async with connect(url, open_timeout=10, max_queue=None) as conn:
 
         async def read() -> None:
@@ -46,7 +47,7 @@ async def _typist(url: str, stop: asyncio.Event) -> None:
                 text = "x" * (1 + n % 40)
                 frame = {
                     "type": "chat",
-                    "message_id": f"m{n // 40}",
+                    "message_id": f"{tag}-m{n // 40}",  # a message is its author's
                     "payload": text,
                     "position": {"x": 1, "y": 1},
                 }
