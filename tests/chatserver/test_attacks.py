@@ -183,21 +183,20 @@ async def _active_is(server: ChatProcess, value: float) -> bool:
 def test_ping_flood_with_unread_pongs_keeps_memory_bounded(chat_server: ChatFactory) -> None:
     server = chat_server()
     before = rss_kib(server.proc.pid)
-    sock = raw_upgrade(server.port)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    ping = masked_frame(0x9, b"p" * 125)
-    batch = ping * 400  # ~52 KiB per send
-    sent = 0
-    sock.settimeout(5)
-    with contextlib.suppress(TimeoutError):
-        while sent < 160 * 1024 * 1024:  # what once took RSS from 122 to 263 MiB
-            sock.sendall(batch)
-            sent += len(batch)
-    after = rss_kib(server.proc.pid)
+    with raw_upgrade(server.port) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        ping = masked_frame(0x9, b"p" * 125)
+        batch = ping * 400  # ~52 KiB per send
+        sent = 0
+        sock.settimeout(5)
+        with contextlib.suppress(TimeoutError):
+            while sent < 160 * 1024 * 1024:  # what once took RSS from 122 to 263 MiB
+                sock.sendall(batch)
+                sent += len(batch)
+        after = rss_kib(server.proc.pid)
     print(f"ping flood: {sent / 2**20:.0f} MiB of pings, RSS {before} -> {after} KiB")
     assert sent > 32 * 1024 * 1024, f"the flood stalled early ({sent} bytes)"
     assert after - before < 24 * 1024, f"RSS grew by {after - before} KiB"
-    sock.close()
     assert server.proc.poll() is None
 
 
@@ -206,18 +205,17 @@ def test_ping_flood_with_unread_pongs_keeps_memory_bounded(chat_server: ChatFact
 
 def test_an_upgrade_with_a_header_line_over_8_kib_gets_431(chat_server: ChatFactory) -> None:
     server = chat_server()
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
     token = "a" * 9000
-    sock.sendall(
-        (
-            "GET /api/chat?uid=big HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n"
-        ).encode()
-    )
-    answer = http_head_response(sock, timeout=5)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(
+            (
+                "GET /api/chat?uid=big HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n"
+            ).encode()
+        )
+        answer = http_head_response(sock, timeout=5)
     assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
-    sock.close()
 
 
 def test_a_head_over_the_limit_gets_431_and_memory_stays_bounded(
@@ -227,14 +225,13 @@ def test_a_head_over_the_limit_gets_431_and_memory_stays_bounded(
     before = rss_kib(server.proc.pid)
     answers = []
     for _ in range(4):
-        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
-        sock.settimeout(2)
-        with contextlib.suppress(TimeoutError, ConnectionResetError, BrokenPipeError):
-            for _ in range(64 * 16):  # up to 64 MiB of header, never finished
-                sock.sendall(b"X-Filler: " + b"f" * 65_000 + b"\r\n")
-        answers.append(http_head_response(sock, timeout=5))
-        sock.close()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            sock.settimeout(2)
+            with contextlib.suppress(TimeoutError, ConnectionResetError, BrokenPipeError):
+                for _ in range(64 * 16):  # up to 64 MiB of header, never finished
+                    sock.sendall(b"X-Filler: " + b"f" * 65_000 + b"\r\n")
+            answers.append(http_head_response(sock, timeout=5))
     after = rss_kib(server.proc.pid)
     print(f"4 huge heads: RSS {before} -> {after} KiB")
     assert all(a.startswith(b"HTTP/1.1 431") for a in answers), [a[:80] for a in answers]
@@ -243,15 +240,18 @@ def test_a_head_over_the_limit_gets_431_and_memory_stays_bounded(
 
 async def test_half_open_handshakes_time_out(chat_server: ChatFactory) -> None:
     server = chat_server(ASOCIAL_HANDSHAKE_TIMEOUT_SECONDS="1")
-    socks = []
-    for i in range(60):
-        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-        if i % 2:
-            sock.sendall(b"GET /api/chat?uid=slow HTTP/1.1\r\nHost: x\r\n")  # never finished
-        socks.append(sock)
-    started = time.monotonic()
-    closed = [closed_by_server(s, timeout=5) for s in socks]
-    elapsed = time.monotonic() - started
+    with contextlib.ExitStack() as stack:
+        socks = []
+        for i in range(60):
+            sock = stack.enter_context(
+                socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            )
+            if i % 2:
+                sock.sendall(b"GET /api/chat?uid=slow HTTP/1.1\r\nHost: x\r\n")  # unfinished
+            socks.append(sock)
+        started = time.monotonic()
+        closed = [closed_by_server(s, timeout=5) for s in socks]
+        elapsed = time.monotonic() - started
     assert all(closed), f"{closed.count(False)} half-open sockets still open"
     assert elapsed < 5
     assert (
@@ -261,8 +261,6 @@ async def test_half_open_handshakes_time_out(chat_server: ChatFactory) -> None:
     # Real clients still get in.
     async with joined(server.ws("uid=real")):
         pass
-    for s in socks:
-        s.close()
 
 
 # --- 4. message ids are per author -----------------------------------------------------

@@ -236,14 +236,16 @@ async def stalled(url: str) -> AsyncIterator[ClientConnection]:
     """A client that reads nothing until told: a tiny kernel receive buffer and a
     one-frame library queue, so the server's writes back up into its own buffers."""
     host, port = url.split("/")[2].split(":")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect((host, int(port)))
-    sock.setblocking(False)
-    async with connect(
-        url, sock=sock, max_queue=1, max_size=None, ping_interval=None, open_timeout=10
-    ) as conn:
-        yield conn
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # The connection owns the socket once open; closing it again here is harmless,
+        # and closes it when the handshake fails.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((host, int(port)))
+        sock.setblocking(False)
+        async with connect(
+            url, sock=sock, max_queue=1, max_size=None, ping_interval=None, open_timeout=10
+        ) as conn:
+            yield conn
 
 
 async def read_until_closed(conn: ClientConnection, timeout: float) -> tuple[int | None, str]:
