@@ -113,6 +113,7 @@ class Backend:
     log_level: str = "INFO"
     max_message_size: int = 4096
     rate_limit_per_minute: int = 100
+    client_rate_limit_per_minute: int = 100
     message_fade_seconds: int = 5
     allowed_origins: tuple[str, ...] = ()
     extra_env: tuple[tuple[str, str], ...] = ()
@@ -361,6 +362,9 @@ def _backend(raw: Mapping[str, Any]) -> Backend:
         log_level=_get(raw, "logLevel", d.log_level, str, p),
         max_message_size=_get(raw, "maxMessageSize", d.max_message_size, int, p),
         rate_limit_per_minute=_get(raw, "rateLimitPerMinute", d.rate_limit_per_minute, int, p),
+        client_rate_limit_per_minute=_get(
+            raw, "clientRateLimitPerMinute", d.client_rate_limit_per_minute, int, p
+        ),
         message_fade_seconds=_get(raw, "messageFadeSeconds", d.message_fade_seconds, int, p),
         allowed_origins=tuple(str(o) for o in raw.get("allowedOrigins") or ()),
         extra_env=tuple(extra),

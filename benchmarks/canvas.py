@@ -103,6 +103,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         Path(tempfile.mkdtemp(prefix="canvas-bench-")),
         {
             "ASOCIAL_RATE_LIMIT_PER_MINUTE": "100000",
+            "ASOCIAL_CLIENT_RATE_LIMIT_PER_MINUTE": "0",
             "ASOCIAL_FRAMES_PER_SECOND": "1000",
             "ASOCIAL_MESSAGE_FADE_SECONDS": "5",
         },

@@ -103,6 +103,7 @@ def _start_asocial(redis_url: str, port: int, opts: Options) -> Proc:
     env = {
         "ASOCIAL_REDIS_URL": redis_url,
         "ASOCIAL_LOG_LEVEL": "WARNING",
+        "ASOCIAL_CLIENT_RATE_LIMIT_PER_MINUTE": "0",  # every client is 127.0.0.1
         "ASOCIAL_MAX_CONNECTIONS": str(max(20_000, opts.idle + opts.clients + 100)),
     }
     cmd = [python(), "-m", "chatserver.cli", "--host", "127.0.0.1", "--port", str(port)]

@@ -30,17 +30,17 @@ from chatserver.accounts.service import AccountService
 from chatserver.auth import Authenticator
 from chatserver.broker import create_broker
 from chatserver.hub import Hub
-from chatserver.limits import MessageLimiter
+from chatserver.limits import ClientLimiter, MessageLimiter
 from chatserver.metrics import Metrics
 from chatserver.presence import Presence
 from chatserver.runtime import Runtime
 from chatserver.settings import Settings
 from chatserver.signouts import SignOuts
+from chatserver.throttle import CHAT_PATH, Throttle, ThrottleMiddleware, route_path
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
-CHAT_PATH = "/api/chat"
 CLOSE_INTERNAL_ERROR = 1011
 KNOWN_PATHS = frozenset({"/", "/health", "/ready", "/metrics"})
 API_PATHS = frozenset(
@@ -157,12 +157,15 @@ class ChatApp:
     alive for as long as a socket is open: about 7 KiB of every idle connection, for
     work (request metrics, exception pages) that only HTTP needs."""
 
-    def __init__(self, http: FastAPI, runtime: Runtime) -> None:
+    def __init__(self, http: FastAPI, runtime: Runtime, throttle: Throttle | None) -> None:
         self.http = http
         self.runtime = runtime
+        self.throttle = throttle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and _route_path(scope) == CHAT_PATH:
+        if scope["type"] == "websocket" and route_path(scope) == CHAT_PATH:
+            if self.throttle is not None and await self.throttle.refused(scope, send):
+                return
             await self._chat(WebSocket(scope, receive, send))
         else:
             await self.http(scope, receive, send)
@@ -176,12 +179,6 @@ class ChatApp:
                 raise  # the server answers the handshake with 500
             with contextlib.suppress(Exception):
                 await websocket.close(CLOSE_INTERNAL_ERROR, "Internal error")
-
-
-def _route_path(scope: Scope) -> str:
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def create_app(settings: Settings | None = None) -> ChatApp:
@@ -213,6 +210,11 @@ def create_app(settings: Settings | None = None) -> ChatApp:
             log.info("chat server stopped")
 
     app = FastAPI(title="Asocial chat", lifespan=lifespan, docs_url=None, redoc_url=None)
+    throttle = None
+    if settings.client_rate_limit_per_minute:
+        limiter = ClientLimiter(runtime.broker, per_minute=settings.client_rate_limit_per_minute)
+        throttle = Throttle(limiter, runtime.metrics)
+        app.add_middleware(ThrottleMiddleware, throttle=throttle)  # inside CORS: added first
     api.add_cors(app, settings)
     app.add_middleware(RequestObserver, metrics=runtime.metrics)
     api.install(app, runtime.accounts, runtime.auth)
@@ -244,4 +246,4 @@ def create_app(settings: Settings | None = None) -> ChatApp:
         return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
-    return ChatApp(app, runtime)
+    return ChatApp(app, runtime, throttle)

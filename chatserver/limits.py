@@ -1,10 +1,12 @@
-"""Rate limits: messages per user per minute (shared through the broker) and a local
-per-connection frame rate (a token bucket, so keystroke bursts pass and floods do not).
+"""Rate limits: requests per client address per minute and messages per user per
+minute (both shared through the broker), and a local per-connection frame rate (a token
+bucket, so keystroke bursts pass and floods do not).
 May use: ``broker``.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 from chatserver.broker.base import Counter
@@ -28,6 +30,29 @@ class MessageLimiter:
         window = int(time.time() // WINDOW_S)
         used = await self._broker.count(f"rl:{user_id}:{window}", window_s=WINDOW_S + 5)
         return used <= self.per_minute
+
+
+class ClientLimiter:
+    """Counts requests per client address per minute: every chat upgrade and every
+    ``/api`` call (the page and its static files are not counted).
+
+    The address is the one the server derived (``X-Forwarded-For`` only from trusted
+    proxies), so the limit holds behind any Gateway or Ingress, and the counter lives in
+    the broker, so it holds across pods. A minute is a fixed window."""
+
+    def __init__(self, broker: Counter, *, per_minute: int) -> None:
+        self._broker = broker
+        self.per_minute = per_minute
+
+    async def retry_after(self, address: str) -> int | None:
+        """None when this request may go on; else the whole seconds until the client's
+        next window opens. The count is charged either way: refused requests count."""
+        now = time.time()
+        window = int(now // WINDOW_S)
+        used = await self._broker.count(f"client:{address}:{window}", window_s=WINDOW_S + 5)
+        if used <= self.per_minute:
+            return None
+        return max(1, math.ceil((window + 1) * WINDOW_S - now))
 
 
 class FrameBucket:

@@ -53,6 +53,12 @@ class Metrics:
             ["code"],
             registry=r,
         )
+        self.clients_limited = Counter(
+            "client_requests_limited_total",
+            "Requests (chat upgrades, /api calls) refused with 429: over the per-address limit",
+            ["kind"],
+            registry=r,
+        )
         self.rate_limited = Counter(
             "rate_limited_total", "Client frames refused by the rate limit", registry=r
         )

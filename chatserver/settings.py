@@ -53,6 +53,8 @@ class Settings(BaseSettings):
 
     # limits
     rate_limit_per_minute: int = Field(default=100, ge=1)
+    # Chat upgrades and /api calls per client address per minute, across pods (0: off).
+    client_rate_limit_per_minute: int = Field(default=100, ge=0)
     frames_per_second: int = Field(default=30, ge=1)
     max_message_size: int = Field(default=4096, ge=64, le=1_048_576)
     message_fade_seconds: float = Field(default=5.0, gt=0, le=3600)

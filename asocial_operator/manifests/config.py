@@ -31,6 +31,7 @@ def config_data(ctx: common.Context) -> dict[str, str]:
         "ASOCIAL_AUTH_MODE": s.auth.mode,
         "ASOCIAL_AUTH_REQUIRED": "true" if s.auth.required else "false",
         "ASOCIAL_RATE_LIMIT_PER_MINUTE": str(s.backend.rate_limit_per_minute),
+        "ASOCIAL_CLIENT_RATE_LIMIT_PER_MINUTE": str(s.backend.client_rate_limit_per_minute),
         "ASOCIAL_MAX_MESSAGE_SIZE": str(s.backend.max_message_size),
         "ASOCIAL_MESSAGE_FADE_SECONDS": str(s.backend.message_fade_seconds),
         "ASOCIAL_LOG_LEVEL": s.backend.log_level,

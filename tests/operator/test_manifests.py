@@ -144,6 +144,7 @@ def test_config_map_exact() -> None:
         "ASOCIAL_AUTH_MODE": "anonymous",
         "ASOCIAL_AUTH_REQUIRED": "false",
         "ASOCIAL_RATE_LIMIT_PER_MINUTE": "100",
+        "ASOCIAL_CLIENT_RATE_LIMIT_PER_MINUTE": "100",
         "ASOCIAL_MAX_MESSAGE_SIZE": "4096",
         "ASOCIAL_MESSAGE_FADE_SECONDS": "5",
         "ASOCIAL_LOG_LEVEL": "INFO",
