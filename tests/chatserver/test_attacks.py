@@ -49,23 +49,37 @@ def rss_kib(pid: int) -> int:
     raise AssertionError(f"no VmRSS for {pid}")
 
 
-def raw_upgrade(port: int, *, extra_headers: str = "", query: str = "uid=raw") -> socket.socket:
-    """A plain TCP socket that has sent a WebSocket upgrade and read its 101."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET /api/chat?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra_headers}\r\n"
-        ).encode()
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(4096)
-        assert chunk, f"closed during the handshake: {head!r}"
-        head += chunk
-    assert head.startswith(b"HTTP/1.1 101"), head
+def raw_upgrade(
+    port: int, *, extra_headers: str = "", query: str = "uid=raw", rcvbuf: int | None = None
+) -> socket.socket:
+    """A plain TCP socket that has sent a WebSocket upgrade and read its 101.
+
+    ``rcvbuf`` is set before connecting: shrunk afterwards, the buffer would be smaller
+    than the window already advertised, so the kernel would prune what the server sends
+    into it, and the retransmissions' backoff could stall this client's own sends."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(5)
+    try:
+        sock.connect(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(
+            (
+                f"GET /api/chat?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra_headers}\r\n"
+            ).encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            assert chunk, f"closed during the handshake: {head!r}"
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 101"), head
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 
@@ -183,8 +197,7 @@ async def _active_is(server: ChatProcess, value: float) -> bool:
 def test_ping_flood_with_unread_pongs_keeps_memory_bounded(chat_server: ChatFactory) -> None:
     server = chat_server()
     before = rss_kib(server.proc.pid)
-    with raw_upgrade(server.port) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    with raw_upgrade(server.port, rcvbuf=4096) as sock:  # reads no pong
         ping = masked_frame(0x9, b"p" * 125)
         batch = ping * 400  # ~52 KiB per send
         sent = 0
