@@ -9,23 +9,37 @@ from asocial_operator import naming
 from asocial_operator.manifests import common
 
 NGINX = "nginx.ingress.kubernetes.io"
+TRAEFIK = "traefik.ingress.kubernetes.io"
 
 
 def ingress_annotations(ctx: common.Context) -> dict[str, str]:
+    """What the Ingress's controller needs, by class: ingress-nginx's own annotations
+    for ``nginx`` (retired upstream in March 2026: no more fixes), Traefik's for
+    ``traefik``, none for any other class. cert-manager's, and the user's own, always.
+    The per-client request limit is the chat server's, so it holds behind any of them."""
     ing = ctx.spec.ingress
-    timeout = str(ing.proxy_timeout_seconds)
-    annotations = {
-        # WebSockets stay open for long; nginx's 60 s default would cut idle ones.
-        f"{NGINX}/proxy-read-timeout": timeout,
-        f"{NGINX}/proxy-send-timeout": timeout,
-        f"{NGINX}/proxy-http-version": "1.1",
-        # Per client IP: requests per minute.
-        f"{NGINX}/limit-rpm": str(ing.rate_limit_per_minute),
-    }
-    if ing.tls.enabled:
-        annotations[f"{NGINX}/ssl-redirect"] = "true"
-        if ing.tls.cluster_issuer:
-            annotations["cert-manager.io/cluster-issuer"] = ing.tls.cluster_issuer
+    annotations: dict[str, str] = {}
+    if ing.class_name == "nginx":
+        timeout = str(ing.proxy_timeout_seconds)
+        annotations |= {
+            # WebSockets stay open for long; nginx's 60 s default would cut idle ones.
+            f"{NGINX}/proxy-read-timeout": timeout,
+            f"{NGINX}/proxy-send-timeout": timeout,
+            f"{NGINX}/proxy-http-version": "1.1",
+            # Per client IP: requests per minute, at the edge as well.
+            f"{NGINX}/limit-rpm": str(ing.rate_limit_per_minute),
+        }
+        if ing.tls.enabled:
+            annotations[f"{NGINX}/ssl-redirect"] = "true"
+    elif ing.class_name == "traefik" and ing.tls.enabled:
+        # Traefik serves an Ingress on every entry point unless told; with TLS, only
+        # the secure one (it proxies WebSockets and keeps them open without settings).
+        annotations |= {
+            f"{TRAEFIK}/router.entrypoints": "websecure",
+            f"{TRAEFIK}/router.tls": "true",
+        }
+    if ing.tls.enabled and ing.tls.cluster_issuer:
+        annotations["cert-manager.io/cluster-issuer"] = ing.tls.cluster_issuer
     annotations.update(ing.annotations)
     return annotations
 

@@ -274,6 +274,45 @@ def test_ingress_keeps_operational_endpoints_private() -> None:
             assert not matches, f"{private} is routed publicly by {route}"
 
 
+@pytest.mark.parametrize(
+    ("class_name", "tls", "expected"),
+    [
+        (
+            "nginx",
+            False,
+            {
+                "nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",
+                "nginx.ingress.kubernetes.io/proxy-send-timeout": "3600",
+                "nginx.ingress.kubernetes.io/proxy-http-version": "1.1",
+                "nginx.ingress.kubernetes.io/limit-rpm": "100",
+            },
+        ),
+        ("traefik", False, {}),
+        (
+            "traefik",
+            True,
+            {
+                "traefik.ingress.kubernetes.io/router.entrypoints": "websecure",
+                "traefik.ingress.kubernetes.io/router.tls": "true",
+                "cert-manager.io/cluster-issuer": "ca",
+            },
+        ),
+        ("haproxy", False, {}),
+        ("haproxy", True, {"cert-manager.io/cluster-issuer": "ca"}),
+    ],
+)
+def test_ingress_annotations_are_the_classs_own(
+    class_name: str, tls: bool, expected: dict[str, str]
+) -> None:
+    ingress: dict[str, object] = {"className": class_name, "host": "chat.example.com"}
+    if tls:
+        ingress["tls"] = {"enabled": True, "clusterIssuer": "ca"}
+    ing = edge.build_ingress(context({"ingress": ingress}))
+    assert ing is not None
+    assert ing["metadata"].get("annotations", {}) == expected
+    assert ing["spec"]["ingressClassName"] == class_name
+
+
 def test_ingress_exact() -> None:
     ing = edge.build_ingress(context(CASES["production"]))
     assert ing is not None
