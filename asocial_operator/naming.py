@@ -36,6 +36,7 @@ FRONTEND = "frontend"
 REDIS = "redis"
 CONFIG = "config"
 INGRESS = "ingress"
+ROUTE = "route"
 
 
 def labels(instance: str, component: str) -> dict[str, str]:
@@ -98,6 +99,10 @@ class Names:
 
     @property
     def ingress(self) -> str:
+        return self.instance
+
+    @property
+    def route(self) -> str:
         return self.instance
 
     @property

@@ -109,7 +109,8 @@ class Reconciler:
         monitor_crd = spec.monitoring.service_monitor and self._api.crd_exists(
             cluster.SERVICE_MONITOR_CRD
         )
-        desired = manifests.build_all(ctx, service_monitor_crd=monitor_crd)
+        route_crd = spec.gateway is not None and self._api.crd_exists(cluster.HTTPROUTE_CRD)
+        desired = manifests.build_all(ctx, service_monitor_crd=monitor_crd, route_crd=route_crd)
         changed, errors, retry = self._apply_all(
             desired, namespace=namespace, min_replicas=spec.autoscaling.min_replicas
         )
@@ -128,7 +129,9 @@ class Reconciler:
             self._api.post_event(
                 body, type="Warning", reason="ReconcileFailed", message="; ".join(errors)
             )
-        self._update_status(body, spec, key=key, generation=generation, errors=errors)
+        self._update_status(
+            body, spec, key=key, generation=generation, errors=errors, route_crd=route_crd
+        )
         if errors:
             return Outcome("error", retry=True)
         return Outcome("changed" if changed or removed else "unchanged", retry=retry)
@@ -227,14 +230,19 @@ class Reconciler:
         key: store.Key,
         generation: int,
         errors: list[str],
+        route_crd: bool = False,
     ) -> None:
         namespace, name = key
         names = naming.Names(name)
+        route = self._store.child("HTTPRoute", namespace, names.route) if route_crd else None
         observed = status.Observed(
             backend=self._store.child("Deployment", namespace, names.backend),
             redis=self._store.child("StatefulSet", namespace, names.redis),
             ingress=self._store.child("Ingress", namespace, names.ingress),
             frontend=self._store.child("Deployment", namespace, names.frontend),
+            gateway_api=route_crd,
+            route=route,
+            gateways=self._gateways(spec, namespace, route),
         )
         previous = body.get("status") or {}
         new = status.compute(
@@ -250,6 +258,26 @@ class Reconciler:
         if self._write_status(body, new) and previous.get("phase") != new["phase"]:
             kind = "Warning" if new["phase"] in (status.DEGRADED, status.FAILED) else "Normal"
             self._api.post_event(body, type=kind, reason=new["phase"], message=new["message"])
+
+    def _gateways(
+        self, spec: specs.InstanceSpec, namespace: str, route: dict[str, Any] | None
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """The Gateways that accepted the route, read for their listeners' protocols."""
+        if spec.gateway is None or route is None:
+            return {}
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for parent in status.accepted_parents(route):
+            key = (parent.get("namespace") or namespace, parent.get("name", ""))
+            if key in found:
+                continue
+            try:
+                gateway = self._api.get("Gateway", key[0], key[1])
+            except cluster.ApiError as exc:
+                logger.info("cannot read Gateway %s/%s: %s", *key, exc)
+                continue
+            if gateway is not None:
+                found[key] = gateway
+        return found
 
     def _invalid_status(
         self, previous: dict[str, Any], *, generation: int, message: str

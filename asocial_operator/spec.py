@@ -61,6 +61,10 @@ class Rule:
         "ingress.tls needs clusterIssuer (cert-manager issues the certificate) or "
         "secretName (an existing certificate)"
     )
+    GATEWAY_PARENTS = (
+        "gateway.parentRefs needs at least one Gateway to attach the route to (its name, "
+        "and its namespace when it is not the instance's)"
+    )
     TOLERATION_EXISTS_VALUE = "a toleration with operator Exists must not set value"
     TOLERATION_NO_KEY = (
         "a toleration without a key must use operator Exists (it then tolerates every taint)"
@@ -247,6 +251,25 @@ class Ingress:
 
 
 @dataclasses.dataclass(frozen=True)
+class ParentRef:
+    """A Gateway the instance's HTTPRoute attaches to (Gateway API ``parentRefs``)."""
+
+    name: str
+    namespace: str | None = None
+    """None: the instance's own namespace."""
+    section_name: str | None = None
+    """One listener of the Gateway; None: every listener that admits the route."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Gateway:
+    """An HTTPRoute for the platform team's Gateway(s)."""
+
+    parent_refs: tuple[ParentRef, ...]
+    hostnames: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class Frontend:
     image: str
     replicas: int = 2
@@ -293,6 +316,7 @@ class InstanceSpec:
     redis: Redis = Redis()
     auth: Auth = Auth()
     ingress: Ingress = Ingress()
+    gateway: Gateway | None = None
     frontend: Frontend | None = None
     monitoring: Monitoring = Monitoring()
 
@@ -505,6 +529,36 @@ def _ingress(raw: Mapping[str, Any]) -> Ingress:
     return result
 
 
+def _gateway(raw: Mapping[str, Any] | None) -> Gateway | None:
+    if raw is None:
+        return None
+    p = "spec.gateway"
+    refs = raw.get("parentRefs") or []
+    if not isinstance(refs, list):
+        raise SpecError(f"{p}.parentRefs must be a list")
+    if not refs:
+        raise SpecError(f"spec.{Rule.GATEWAY_PARENTS}")
+    parents = []
+    for i, ref in enumerate(refs):
+        rp = f"{p}.parentRefs[{i}]"
+        if not isinstance(ref, Mapping):
+            raise SpecError(f"{rp} must be an object")
+        name = _get(ref, "name", None, str, rp)
+        if not name:
+            raise SpecError(f"{rp}.name is required: the name of the Gateway")
+        parents.append(
+            ParentRef(
+                name=name,
+                namespace=_get(ref, "namespace", None, str, rp),
+                section_name=_get(ref, "sectionName", None, str, rp),
+            )
+        )
+    hostnames = raw.get("hostnames") or []
+    if not isinstance(hostnames, list):
+        raise SpecError(f"{p}.hostnames must be a list")
+    return Gateway(parent_refs=tuple(parents), hostnames=tuple(str(h) for h in hostnames))
+
+
 def _frontend(raw: Mapping[str, Any] | None) -> Frontend | None:
     if raw is None:
         return None
@@ -577,7 +631,7 @@ def _pull_secrets(raw: Any) -> tuple[str, ...]:
 def parse(raw: Mapping[str, Any] | None) -> InstanceSpec:
     """Parse a CR ``spec`` (defaulted or not) into an :class:`InstanceSpec`."""
     raw = raw or {}
-    frontend = raw.get("frontend")
+    frontend, gateway = raw.get("frontend"), raw.get("gateway")
     return InstanceSpec(
         paused=_get(raw, "paused", False, bool, "spec"),
         scheduling=_scheduling(_obj(raw, "scheduling", "spec")),
@@ -587,6 +641,7 @@ def parse(raw: Mapping[str, Any] | None) -> InstanceSpec:
         redis=_redis(_obj(raw, "redis", "spec")),
         auth=_auth(_obj(raw, "auth", "spec")),
         ingress=_ingress(_obj(raw, "ingress", "spec")),
+        gateway=_gateway(_obj(raw, "gateway", "spec") if gateway is not None else None),
         frontend=_frontend(_obj(raw, "frontend", "spec") if frontend is not None else None),
         monitoring=Monitoring(
             service_monitor=_get(

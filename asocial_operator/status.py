@@ -37,6 +37,11 @@ class Observed:
     redis: Body | None = None
     ingress: Body | None = None
     frontend: Body | None = None
+    gateway_api: bool = False
+    """Whether the Gateway API's HTTPRoute CRD is installed."""
+    route: Body | None = None
+    gateways: Mapping[tuple[str, str], Body] = dataclasses.field(default_factory=dict)
+    """The Gateways that accepted the route, by (namespace, name)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +130,153 @@ def check_ingress(spec: specs.InstanceSpec, ingress: Body | None) -> Check:
     )
 
 
-def endpoint(spec: specs.InstanceSpec, *, namespace: str, name: str) -> str:
+# What a Gateway's refusal means, and what to change (Gateway API condition reasons).
+_REFUSED = {
+    "NotAllowedByListeners": (
+        "does not admit routes from namespace {namespace}: ask its owners to admit it in a "
+        "listener's allowedRoutes, or attach to another Gateway"
+    ),
+    "NoMatchingListenerHostname": (
+        "has no listener for the hostnames {hostnames}: use hostnames under a listener's "
+        "hostname (see kubectl get gateway -o yaml), or ask its owners for a listener"
+    ),
+    "NoMatchingParent": (
+        "has no listener that matches gateway.parentRefs (sectionName {section}): "
+        "name one of its listeners, or leave sectionName out"
+    ),
+    "UnsupportedValue": "refused a value of the route: {detail}",
+    "BackendNotFound": "cannot find the route's backend Service: {detail}",
+    "RefNotPermitted": "may not reach the route's backend: {detail}",
+    "InvalidKind": "cannot use the route's backend: {detail}",
+}
+
+
+def _condition_of(conditions: Sequence[Body], kind: str) -> Body | None:
+    return next((c for c in conditions if c.get("type") == kind), None)
+
+
+def route_parents(route: Body | None) -> list[Body]:
+    """Each parent's entry in the route's status (written by the Gateway's controller)."""
+    if route is None:
+        return []
+    parents = (route.get("status") or {}).get("parents") or []
+    return [p for p in parents if isinstance(p, Mapping)]
+
+
+def accepted_parents(route: Body | None) -> list[Body]:
+    """The parentRefs of the Gateways that accepted the route."""
+    out = []
+    for parent in route_parents(route):
+        accepted = _condition_of(parent.get("conditions") or [], "Accepted")
+        if accepted is not None and accepted.get("status") == "True":
+            out.append(parent.get("parentRef") or {})
+    return out
+
+
+def _gateway_name(ref: Body, namespace: str) -> str:
+    section = f" (listener {ref['sectionName']})" if ref.get("sectionName") else ""
+    return f"Gateway {ref.get('namespace') or namespace}/{ref.get('name')}{section}"
+
+
+def check_gateway(spec: specs.InstanceSpec, observed: Observed, *, namespace: str) -> Check:
+    """Ready when at least one Gateway accepted the route and resolved its backends;
+    otherwise what each Gateway said, in words, with what to change."""
+    gw = spec.gateway
+    if gw is None:
+        return Check(True, "Disabled", "no HTTPRoute requested")
+    if not observed.gateway_api:
+        return Check(
+            False,
+            "GatewayAPIMissing",
+            "the Gateway API is not installed in this cluster (no CRD "
+            "httproutes.gateway.networking.k8s.io): install its standard CRDs and a Gateway "
+            "controller, or remove spec.gateway",
+        )
+    if observed.route is None:
+        return Check(False, "NotCreated", "the HTTPRoute does not exist yet")
+    parents = route_parents(observed.route)
+    if not parents:
+        names = ", ".join(_gateway_name(_ref(r), namespace) for r in gw.parent_refs)
+        return Check(
+            False,
+            "NotAccepted",
+            f"no Gateway controller has answered for the route yet: is one running for "
+            f"{names}, and does the Gateway exist?",
+        )
+    accepted, refused = [], []
+    for parent in parents:
+        ref = parent.get("parentRef") or {}
+        conditions = parent.get("conditions") or []
+        found = (_condition_of(conditions, kind) for kind in ("Accepted", "ResolvedRefs"))
+        verdict = [c for c in found if c]
+        failing = next((c for c in verdict if c.get("status") != "True"), None)
+        who = _gateway_name(ref, namespace)
+        if failing is None and len(verdict) == 2:
+            accepted.append(f"{who}: Accepted, ResolvedRefs")
+            continue
+        reason = str((failing or {}).get("reason") or "Pending")
+        detail = str((failing or {}).get("message") or "not accepted yet")
+        template = _REFUSED.get(reason, "has not accepted the route ({reason}: {detail})")
+        words = template.format(
+            namespace=namespace,
+            hostnames=", ".join(gw.hostnames) or "(none set)",
+            section=ref.get("sectionName") or "(none)",
+            reason=reason,
+            detail=detail,
+        )
+        refused.append(f"{who} {words}")
+    if accepted:
+        message = "the route is served: " + "; ".join(accepted)
+        if refused:
+            message += "; but " + "; ".join(refused)
+        return Check(True, "Accepted", message)
+    return Check(False, "NotAccepted", "; ".join(refused))
+
+
+def _ref(ref: specs.ParentRef) -> Body:
+    out: dict[str, Any] = {"name": ref.name}
+    if ref.namespace:
+        out["namespace"] = ref.namespace
+    if ref.section_name:
+        out["sectionName"] = ref.section_name
+    return out
+
+
+def _gateway_endpoint(spec: specs.InstanceSpec, observed: Observed, namespace: str) -> str | None:
+    """``https://host`` when an accepting Gateway serves the route on an HTTPS listener
+    (else ``http://``); the host is the route's first hostname, else the listener's,
+    else the Gateway's address."""
+    gw = spec.gateway
+    if gw is None:
+        return None
+    for ref in accepted_parents(observed.route):
+        gateway = observed.gateways.get((ref.get("namespace") or namespace, ref.get("name", "")))
+        if gateway is None:
+            continue
+        listeners = (gateway.get("spec") or {}).get("listeners") or []
+        section = ref.get("sectionName")
+        usable = [li for li in listeners if not section or li.get("name") == section]
+        secure = [li for li in usable if li.get("protocol") == "HTTPS"]
+        listener = (secure or usable or [{}])[0]
+        scheme = "https" if secure else "http"
+        host = gw.hostnames[0] if gw.hostnames else str(listener.get("hostname") or "")
+        if not host or host.startswith("*"):
+            addresses = (gateway.get("status") or {}).get("addresses") or [{}]
+            host = str(addresses[0].get("value") or "")
+        if host:
+            port = listener.get("port")
+            default = 443 if secure else 80
+            suffix = f":{port}" if port and port != default and host[0].isdigit() else ""
+            return f"{scheme}://{host}{suffix}"
+    return None
+
+
+def endpoint(
+    spec: specs.InstanceSpec, *, namespace: str, name: str, observed: Observed | None = None
+) -> str:
+    via_gateway = _gateway_endpoint(spec, observed or Observed(), namespace)
+    if via_gateway:
+        return via_gateway
     if spec.ingress.enabled and spec.ingress.host:
         scheme = "https" if spec.ingress.tls.enabled else "http"
         return f"{scheme}://{spec.ingress.host}"
@@ -149,11 +300,16 @@ def _condition(
 
 
 def _phase(
-    backend: Check, redis: Check, *, errors: Sequence[str], previous_phase: str | None
+    backend: Check,
+    redis: Check,
+    gateway: Check,
+    *,
+    errors: Sequence[str],
+    previous_phase: str | None,
 ) -> str:
     if errors:
         return FAILED
-    if backend.ok and redis.ok:
+    if backend.ok and redis.ok and gateway.ok:
         return READY
     if backend.rolling or redis.rolling:
         return PROGRESSING
@@ -179,7 +335,8 @@ def compute(
     backend = check_backend(spec, observed.backend)
     redis = check_redis(spec, observed.redis)
     ingress = check_ingress(spec, observed.ingress)
-    phase = _phase(backend, redis, errors=errors, previous_phase=previous.get("phase"))
+    gateway = check_gateway(spec, observed, namespace=namespace)
+    phase = _phase(backend, redis, gateway, errors=errors, previous_phase=previous.get("phase"))
     if errors:
         message = "; ".join(errors)
         ready = Check(False, "ReconcileFailed", message)
@@ -189,7 +346,7 @@ def compute(
             message += f"; {ingress.message}"
         ready = Check(True, "AllReady", message)
     else:
-        waiting = [c.message for c in (backend, redis) if not c.ok]
+        waiting = [c.message for c in (backend, redis, gateway) if not c.ok]
         message = "waiting: " + "; ".join(waiting)
         ready = Check(False, phase, message)
     desired = backend_desired(spec, observed.backend)
@@ -203,7 +360,7 @@ def compute(
         "phase": phase,
         "message": message,
         "observedGeneration": generation,
-        "endpoint": endpoint(spec, namespace=namespace, name=name),
+        "endpoint": endpoint(spec, namespace=namespace, name=name, observed=observed),
         "backend": {
             "replicas": desired,
             "readyReplicas": ready_pods,
@@ -221,6 +378,7 @@ def compute(
             condition("BackendReady", backend),
             condition("RedisReady", redis),
             condition("IngressReady", ingress),
+            *([condition("GatewayReady", gateway)] if spec.gateway is not None else []),
         ],
     }
 

@@ -2,7 +2,7 @@
 
 No I/O and no randomness here: the caller passes the Redis password (read
 back from the existing Secret or freshly generated) in the
-:class:`common.Context`, and whether the ServiceMonitor CRD exists.
+:class:`common.Context`, and whether the ServiceMonitor and HTTPRoute CRDs exist.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ def redis_checksum(ctx: common.Context) -> str:
     return common.checksum(ctx.redis_password or "", scripts["data"] if scripts else {})
 
 
-def build_all(ctx: common.Context, *, service_monitor_crd: bool = False) -> list[common.Manifest]:
+def build_all(
+    ctx: common.Context, *, service_monitor_crd: bool = False, route_crd: bool = False
+) -> list[common.Manifest]:
     """Every child the instance should have right now, in a safe apply order.
 
     Children not in this list but labelled as the instance's are stale and
@@ -45,6 +47,7 @@ def build_all(ctx: common.Context, *, service_monitor_crd: bool = False) -> list
         backend.build_pdb(ctx),
         *edge.build_frontend(ctx),
         edge.build_ingress(ctx),
+        edge.build_route(ctx, crd_installed=route_crd),
         edge.build_service_monitor(ctx, crd_installed=service_monitor_crd),
     ]
     return [m for m in optional if m is not None]

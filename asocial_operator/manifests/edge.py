@@ -1,4 +1,5 @@
-"""What faces users: the Ingress, the optional frontend and the ServiceMonitor.
+"""What faces users: the Ingress, the HTTPRoute, the optional frontend and the
+ServiceMonitor.
 
 Pure data; no I/O.
 """
@@ -76,6 +77,50 @@ def build_ingress(ctx: common.Context) -> common.Manifest | None:
         "metadata": common.metadata(
             ctx, names.ingress, naming.INGRESS, annotations=ingress_annotations(ctx)
         ),
+        "spec": spec,
+    }
+
+
+GATEWAY_API = "gateway.networking.k8s.io"
+
+
+def build_route(ctx: common.Context, *, crd_installed: bool) -> common.Manifest | None:
+    """An HTTPRoute on the platform team's Gateway(s), when asked for and the Gateway
+    API is installed: the Ingress's public paths, never ``/metrics``, ``/ready`` or
+    ``/health``."""
+    gw, names = ctx.spec.gateway, ctx.names
+    if gw is None or not crd_installed:
+        return None
+    backend = {"name": names.backend, "port": common.BACKEND_PORT}
+
+    def rule(backend_ref: common.Manifest, *paths: tuple[str, str]) -> common.Manifest:
+        return {
+            "matches": [{"path": {"type": kind, "value": value}} for kind, value in paths],
+            "backendRefs": [backend_ref],
+        }
+
+    if ctx.spec.frontend is not None:
+        rules = [
+            rule(backend, ("PathPrefix", "/api")),
+            rule({"name": names.frontend, "port": 80}, ("PathPrefix", "/")),
+        ]
+    else:
+        rules = [rule(backend, ("PathPrefix", "/api"), ("Exact", "/"), ("PathPrefix", "/static"))]
+    parents = []
+    for ref in gw.parent_refs:
+        parent: common.Manifest = {"group": GATEWAY_API, "kind": "Gateway", "name": ref.name}
+        if ref.namespace:
+            parent["namespace"] = ref.namespace
+        if ref.section_name:
+            parent["sectionName"] = ref.section_name
+        parents.append(parent)
+    spec: common.Manifest = {"parentRefs": parents, "rules": rules}
+    if gw.hostnames:
+        spec["hostnames"] = list(gw.hostnames)
+    return {
+        "apiVersion": f"{GATEWAY_API}/v1",
+        "kind": "HTTPRoute",
+        "metadata": common.metadata(ctx, names.route, naming.ROUTE),
         "spec": spec,
     }
 

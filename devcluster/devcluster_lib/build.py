@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -127,7 +128,34 @@ def missing_binaries() -> list[str]:
 
 
 def is_built() -> bool:
-    return not missing_binaries()
+    return not missing_binaries() and any(config.gateway_api_crds().glob("*.yaml"))
+
+
+def _gateway_api_crds(go: str) -> None:
+    """Copy the Gateway API's standard-channel CRDs out of its module (downloaded, not
+    built: only the YAML under config/crd/standard is used)."""
+    target = config.gateway_api_crds()
+    if any(target.glob("*.yaml")):
+        return
+    module = f"{config.GATEWAY_API_MODULE}@{config.GATEWAY_API_VERSION}"
+    result = subprocess.run(
+        [go, "mod", "download", "-json", module],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "GOFLAGS": "-mod=mod", "GOWORK": "off"},
+        cwd=config.cache_root(),
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"[devcluster build] FAILED: go mod download {module}:\n{result.stdout}")
+    source = Path(json.loads(result.stdout)["Dir"]) / "config" / "crd" / "standard"
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for crd in sorted(source.glob("*.yaml")):
+        shutil.copyfile(crd, partial / crd.name)
+    partial.replace(target)
+    _log(f"Gateway API {config.GATEWAY_API_VERSION} CRDs in {target}")
 
 
 _log = log.scoped("build")
@@ -194,6 +222,8 @@ def _build_locked(out: Path, force: bool) -> Path:
     go = config.go_binary()
     if shutil.which(go) is None:
         raise SystemExit(f"[devcluster build] Go toolchain not found: {go} (set ASOCIAL_GO)")
+    config.cache_root().mkdir(parents=True, exist_ok=True)
+    _gateway_api_crds(go)
     wanted = [t for t in targets() if force or not os.access(t.out_dir / t.name, os.X_OK)]
     if not wanted:
         _log(f"all binaries present in {out} and {config.node_bin_dir()}")

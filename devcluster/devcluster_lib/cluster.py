@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -323,7 +324,7 @@ class Cluster:
                     "--v=1",
                 ],
                 ready=(steps.Readiness("kube-apiserver /readyz", lambda: api().readyz(), 90),),
-                then=lambda _: self._bootstrap(api()),
+                then=lambda _: self._bootstrap(api(), bin_dir),
             ),
             steps.Component(
                 "kube-controller-manager",
@@ -396,8 +397,21 @@ class Cluster:
                 embed=False,
             )
 
-    def _bootstrap(self, api: ApiClient) -> None:
-        """Fake nodes, the StorageClass and the pool of PersistentVolumes."""
+    def _bootstrap(self, api: ApiClient, bin_dir: Path) -> None:
+        """The Gateway API's CRDs, fake nodes, the StorageClass and the pool of
+        PersistentVolumes."""
+        crds = config.gateway_api_crds()
+        applied = subprocess.run(
+            [
+                *(str(bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", "apply"),
+                *("--server-side", "--field-manager=devcluster", "-f", str(crds)),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if applied.returncode != 0:
+            raise SystemExit(f"devcluster: applying the Gateway API CRDs failed:\n{applied.stderr}")
         objects = manifests.bootstrap(self.root / "volumes")
         # The pool's directories exist before any pod mounts them, writable by every uid:
         # hostPath volumes ignore fsGroup, and pods here run as non-root users (Redis as

@@ -17,6 +17,9 @@ CNI_PLUGINS_VERSION = "v1.9.1"
 CRI_TOOLS_VERSION = "v1.37.0"
 COREDNS_VERSION = "v1.13.1"
 METRICS_SERVER_VERSION = "v0.8.0"
+# The Gateway API's standard-channel CRDs, from its Go module (what Traefik v3.6 serves).
+GATEWAY_API_VERSION = "v1.4.0"
+GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
 
 DEVCLUSTER_DIR = Path(__file__).resolve().parent.parent
 """The ``devcluster/`` directory of the repository (holds the wrapper Go modules)."""
@@ -73,6 +76,11 @@ def node_bin_dir() -> Path:
     """Directory holding the node binaries (CNI plugins in ``cni/``) for the pinned
     versions."""
     return cache_root() / NODE_VERSION_KEY / "bin"
+
+
+def gateway_api_crds() -> Path:
+    """The Gateway API's standard CRDs (YAML), copied from its module by ``build``."""
+    return cache_root() / f"gateway-api-{GATEWAY_API_VERSION}" / "standard"
 
 
 def binary_dir(name: str) -> Path:

@@ -96,6 +96,7 @@ BREAKS: dict[str, dict[str, Any]] = {
     "ANONYMOUS_REQUIRED": {"auth": {"mode": "anonymous", "required": True}},
     "TLS_HOST": {"ingress": {"tls": {"enabled": True, "clusterIssuer": "le"}}},
     "TLS_SOURCE": {"ingress": {"host": "chat.example.com", "tls": {"enabled": True}}},
+    "GATEWAY_PARENTS": {"gateway": {"parentRefs": [], "hostnames": ["chat.example.com"]}},
     "TOLERATION_EXISTS_VALUE": {
         "scheduling": {"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]}
     },

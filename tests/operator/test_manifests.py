@@ -40,6 +40,11 @@ CASES: dict[str, dict[str, Any]] = {
             "tls": {"enabled": True, "clusterIssuer": "letsencrypt-prod"},
         },
         "monitoring": {"serviceMonitor": True},
+        # Moving from the Ingress to the platform team's Gateway: both at once.
+        "gateway": {
+            "parentRefs": [{"name": "edge", "namespace": "infra"}],
+            "hostnames": ["chat.example.com"],
+        },
     },
     "external": {
         "redis": {
@@ -65,7 +70,7 @@ def context(raw: dict[str, Any], *, password: str | None = PASSWORD) -> manifest
 
 def build(raw: dict[str, Any]) -> list[dict[str, Any]]:
     ctx = context(raw, password=PASSWORD if specs.parse(raw).redis.managed else None)
-    return manifests.build_all(ctx, service_monitor_crd=True)
+    return manifests.build_all(ctx, service_monitor_crd=True, route_crd=True)
 
 
 def by_kind(children: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
@@ -521,3 +526,91 @@ def test_instances_that_keep_accounts_log_every_redis_write(
     if appendonly == "yes":
         assert args[args.index("--appendonly") + 1] == "yes"
         assert args[args.index("--appendfsync") + 1] == "everysec"
+
+
+GATEWAY = {
+    "parentRefs": [
+        {"name": "edge", "namespace": "infra", "sectionName": "https"},
+        {"name": "internal"},
+    ],
+    "hostnames": ["chat.example.com"],
+}
+
+
+def test_route_exact() -> None:
+    route = edge.build_route(context({"gateway": GATEWAY}), crd_installed=True)
+    backend = {"name": "chat-backend", "port": 8080}
+    assert route == {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {
+            "name": "chat",
+            "namespace": "team",
+            "labels": {
+                "app.kubernetes.io/name": "asocial",
+                "app.kubernetes.io/instance": "chat",
+                "app.kubernetes.io/component": "route",
+                "app.kubernetes.io/managed-by": "asocial-operator",
+                "app.kubernetes.io/part-of": "asocial",
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": "asocial.io/v1alpha1",
+                    "kind": "AsocialInstance",
+                    "name": "chat",
+                    "uid": "uid-1",
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "parentRefs": [
+                {
+                    "group": "gateway.networking.k8s.io",
+                    "kind": "Gateway",
+                    "name": "edge",
+                    "namespace": "infra",
+                    "sectionName": "https",
+                },
+                {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "internal"},
+            ],
+            "hostnames": ["chat.example.com"],
+            "rules": [
+                {
+                    "matches": [
+                        {"path": {"type": "PathPrefix", "value": "/api"}},
+                        {"path": {"type": "Exact", "value": "/"}},
+                        {"path": {"type": "PathPrefix", "value": "/static"}},
+                    ],
+                    "backendRefs": [backend],
+                }
+            ],
+        },
+    }
+
+
+@pytest.mark.parametrize("frontend", [False, True])
+def test_route_never_routes_private_paths(frontend: bool) -> None:
+    raw: dict[str, Any] = {"gateway": GATEWAY}
+    if frontend:
+        raw["frontend"] = {"image": "example/frontend:1"}
+    route = edge.build_route(context(raw), crd_installed=True)
+    assert route is not None
+    for private in ("/metrics", "/ready", "/health"):
+        for rule in route["spec"]["rules"]:
+            for match in rule["matches"]:
+                path = match["path"]
+                if path["type"] == "Exact":
+                    assert path["value"] != private
+                elif rule["backendRefs"][0]["name"] == "chat-backend":
+                    assert not private.startswith(path["value"]), (private, path)
+
+
+def test_route_only_when_asked_and_the_gateway_api_is_there() -> None:
+    assert edge.build_route(context({}), crd_installed=True) is None
+    assert edge.build_route(context({"gateway": GATEWAY}), crd_installed=False) is None
+    kinds = [c["kind"] for c in manifests.build_all(context({"gateway": GATEWAY}))]
+    assert "HTTPRoute" not in kinds  # the HTTPRoute CRD is absent
+    both = build({"gateway": GATEWAY})
+    assert {"Ingress", "HTTPRoute"} <= {c["kind"] for c in both}, "both, to move without downtime"

@@ -216,3 +216,125 @@ def test_paused_keeps_observed_fields() -> None:
 def test_status_says_how_redis_keeps_accounts(raw: dict[str, Any], says: str) -> None:
     result = compute(status.Observed(deployment(), statefulset()), spec=specs.parse(raw))
     assert result["redis"]["persistence"].startswith(says)
+
+
+# --- the HTTPRoute on a Gateway ----------------------------------------------------------
+
+GATEWAY_SPEC = specs.parse(
+    {
+        "ingress": {"enabled": False},
+        "gateway": {
+            "parentRefs": [{"name": "edge", "namespace": "infra", "sectionName": "https"}],
+            "hostnames": ["chat.example.com"],
+        },
+    }
+)
+EDGE = ("infra", "edge")
+
+
+def route(*parents: tuple[str, str, str]) -> dict[str, Any]:
+    """An HTTPRoute whose status has, per parent, (Accepted, ResolvedRefs, reason)."""
+    return {
+        "status": {
+            "parents": [
+                {
+                    "parentRef": {"name": "edge", "namespace": "infra", "sectionName": "https"},
+                    "controllerName": "example.com/gateway",
+                    "conditions": [
+                        {"type": "Accepted", "status": accepted, "reason": reason, "message": "m"},
+                        {"type": "ResolvedRefs", "status": resolved, "reason": "ResolvedRefs"},
+                    ],
+                }
+                for accepted, resolved, reason in parents
+            ]
+        }
+    }
+
+
+def gateway(protocol: str = "HTTPS", hostname: str = "*.example.com") -> dict[str, Any]:
+    listener = {"name": "https", "protocol": protocol, "port": 443, "hostname": hostname}
+    return {"spec": {"listeners": [listener]}, "status": {"addresses": [{"value": "10.0.0.7"}]}}
+
+
+def with_route(
+    route_body: dict[str, Any] | None, gateways: dict[tuple[str, str], Any] | None = None
+) -> status.Observed:
+    return status.Observed(
+        deployment(), statefulset(), gateway_api=True, route=route_body, gateways=gateways or {}
+    )
+
+
+def test_an_accepted_route_on_an_https_listener_is_ready_with_an_https_url() -> None:
+    result = compute(
+        with_route(route(("True", "True", "Accepted")), {EDGE: gateway()}), spec=GATEWAY_SPEC
+    )
+    assert result["phase"] == "Ready"
+    assert conditions(result)["GatewayReady"] == "True"
+    gw = next(c for c in result["conditions"] if c["type"] == "GatewayReady")
+    assert gw["message"] == (
+        "the route is served: Gateway infra/edge (listener https): Accepted, ResolvedRefs"
+    )
+    assert result["endpoint"] == "https://chat.example.com"
+
+
+def test_an_http_listener_gives_an_http_url() -> None:
+    result = compute(
+        with_route(route(("True", "True", "Accepted")), {EDGE: gateway("HTTP")}),
+        spec=GATEWAY_SPEC,
+    )
+    assert result["endpoint"] == "http://chat.example.com"
+
+
+@pytest.mark.parametrize(
+    ("reason", "says"),
+    [
+        ("NotAllowedByListeners", "does not admit routes from namespace ns"),
+        ("NoMatchingListenerHostname", "has no listener for the hostnames chat.example.com"),
+        ("NoMatchingParent", "name one of its listeners, or leave sectionName out"),
+        ("Whatever", "has not accepted the route (Whatever: m)"),
+    ],
+)
+def test_a_refused_route_keeps_the_instance_from_ready_and_says_what_to_change(
+    reason: str, says: str
+) -> None:
+    result = compute(with_route(route(("False", "True", reason))), spec=GATEWAY_SPEC)
+    assert result["phase"] == "Pending"
+    assert conditions(result)["GatewayReady"] == "False"
+    gw = next(c for c in result["conditions"] if c["type"] == "GatewayReady")
+    assert gw["reason"] == "NotAccepted"
+    assert gw["message"].startswith("Gateway infra/edge (listener https) ")
+    assert says in gw["message"]
+    assert says in result["message"]
+    assert result["endpoint"] == "http://chat-backend.ns.svc:8080"
+
+
+def test_unresolved_backends_are_not_ready() -> None:
+    result = compute(with_route(route(("True", "False", "Accepted"))), spec=GATEWAY_SPEC)
+    assert conditions(result)["GatewayReady"] == "False"
+
+
+def test_a_route_no_controller_answered_says_so() -> None:
+    result = compute(with_route({"status": {}}), spec=GATEWAY_SPEC)
+    assert result["phase"] == "Pending"
+    assert "no Gateway controller has answered for the route yet" in result["message"]
+
+
+def test_without_the_gateway_api_the_condition_says_how_to_get_it() -> None:
+    result = compute(status.Observed(deployment(), statefulset()), spec=GATEWAY_SPEC)
+    gw = next(c for c in result["conditions"] if c["type"] == "GatewayReady")
+    assert (gw["status"], gw["reason"]) == ("False", "GatewayAPIMissing")
+    assert "install its standard CRDs" in gw["message"]
+    assert conditions(result)["BackendReady"] == "True"
+
+
+def test_one_accepting_gateway_of_two_is_enough_and_the_other_is_named() -> None:
+    body = route(("True", "True", "Accepted"), ("False", "True", "NotAllowedByListeners"))
+    result = compute(with_route(body, {EDGE: gateway()}), spec=GATEWAY_SPEC)
+    assert result["phase"] == "Ready"
+    gw = next(c for c in result["conditions"] if c["type"] == "GatewayReady")
+    assert "; but Gateway infra/edge (listener https) does not admit" in gw["message"]
+
+
+def test_no_gateway_condition_without_spec_gateway() -> None:
+    result = compute(status.Observed(deployment(), statefulset()))
+    assert "GatewayReady" not in conditions(result)

@@ -62,6 +62,21 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.imagePullSecrets[0].name: Required value",
     ),
     (
+        "gateway-without-parents",
+        {"gateway": {"parentRefs": [], "hostnames": ["chat.example.com"]}},
+        "gateway.parentRefs needs at least one Gateway",
+    ),
+    (
+        "gateway-parent-without-name",
+        {"gateway": {"parentRefs": [{"namespace": "infra"}]}},
+        "spec.gateway.parentRefs[0].name: Required value",
+    ),
+    (
+        "gateway-bad-hostname",
+        {"gateway": {"parentRefs": [{"name": "edge"}], "hostnames": ["Chat Example"]}},
+        "spec.gateway.hostnames[0]",
+    ),
+    (
         "jwt-without-key",
         {"auth": {"mode": "jwt", "jwt": {"issuer": "me"}}},
         "auth.mode jwt needs one of",
