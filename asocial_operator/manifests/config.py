@@ -40,7 +40,8 @@ def config_data(ctx: common.Context) -> dict[str, str]:
     }
     if s.backend.allowed_origins:
         data["ASOCIAL_ALLOWED_ORIGINS"] = ",".join(s.backend.allowed_origins)
-    if s.ingress.enabled:
+    if s.ingress.enabled or s.gateway is not None:
+        # The ingress controller's or the Gateway's pods name the client.
         data["ASOCIAL_TRUSTED_PROXIES"] = CLUSTER_NETWORKS
     if s.auth.mode == "firebase" and s.auth.firebase is not None:
         data["ASOCIAL_FIREBASE_PROJECT_ID"] = s.auth.firebase.project_id

@@ -41,6 +41,8 @@ def ingress_annotations(ctx: common.Context) -> dict[str, str]:
         }
     if ing.tls.enabled and ing.tls.cluster_issuer:
         annotations["cert-manager.io/cluster-issuer"] = ing.tls.cluster_issuer
+    if ing.tls.enabled and ing.tls.issuer:
+        annotations["cert-manager.io/issuer"] = ing.tls.issuer
     annotations.update(ing.annotations)
     return annotations
 

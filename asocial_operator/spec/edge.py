@@ -14,6 +14,8 @@ from asocial_operator.spec.fields import field, section
 class Tls:
     enabled: bool = False
     cluster_issuer: str | None = None
+    issuer: str | None = None
+    """A cert-manager Issuer in the instance's namespace (instead of a ClusterIssuer)."""
     secret_name: str | None = None
 
 
@@ -59,6 +61,7 @@ def parse_ingress(raw: Mapping[str, Any]) -> Ingress:
     tls = Tls(
         enabled=field(t, "enabled", False, bool, tp),
         cluster_issuer=field(t, "clusterIssuer", None, str, tp),
+        issuer=field(t, "issuer", None, str, tp),
         secret_name=field(t, "secretName", None, str, tp),
     )
     result = Ingress(
@@ -72,7 +75,7 @@ def parse_ingress(raw: Mapping[str, Any]) -> Ingress:
     )
     if tls.enabled and not result.host:
         raise SpecError(f"spec.{Rule.TLS_HOST}")
-    if tls.enabled and not (tls.cluster_issuer or tls.secret_name):
+    if tls.enabled and not (tls.cluster_issuer or tls.issuer or tls.secret_name):
         raise SpecError(f"spec.{Rule.TLS_SOURCE}")
     return result
 

@@ -35,8 +35,8 @@ class Rule:
     ANONYMOUS_REQUIRED = "auth.required cannot be true with auth.mode anonymous"
     TLS_HOST = "ingress.host is required when ingress.tls.enabled is true"
     TLS_SOURCE = (
-        "ingress.tls needs clusterIssuer (cert-manager issues the certificate) or "
-        "secretName (an existing certificate)"
+        "ingress.tls needs issuer or clusterIssuer (cert-manager issues the certificate) "
+        "or secretName (an existing certificate)"
     )
     GATEWAY_PARENTS = (
         "gateway.parentRefs needs at least one Gateway to attach the route to (its name, "

@@ -160,6 +160,10 @@ def test_config_map_exact() -> None:
     }
     without_ingress = config.config_data(context({"ingress": {"enabled": False}}))
     assert "ASOCIAL_TRUSTED_PROXIES" not in without_ingress
+    behind_a_gateway = config.config_data(
+        context({"ingress": {"enabled": False}, "gateway": {"parentRefs": [{"name": "edge"}]}})
+    )
+    assert behind_a_gateway["ASOCIAL_TRUSTED_PROXIES"].startswith("10.0.0.0/8,")
 
 
 @pytest.mark.parametrize(
@@ -316,6 +320,15 @@ def test_ingress_annotations_are_the_classs_own(
     assert ing is not None
     assert ing["metadata"].get("annotations", {}) == expected
     assert ing["spec"]["ingressClassName"] == class_name
+
+
+def test_a_namespaced_issuer_gets_its_own_annotation() -> None:
+    tls = {"enabled": True, "issuer": "team-ca"}
+    ingress = {"className": "other", "host": "chat.example.com", "tls": tls}
+    ing = edge.build_ingress(context({"ingress": ingress}))
+    assert ing is not None
+    assert ing["metadata"]["annotations"] == {"cert-manager.io/issuer": "team-ca"}
+    assert ing["spec"]["tls"] == [{"hosts": ["chat.example.com"], "secretName": "chat-tls"}]
 
 
 def test_ingress_exact() -> None:
