@@ -74,14 +74,15 @@ class Runtime:
         if not self.sessions:
             self.idle.set()
 
-    def closing_wait(self, default_s: float) -> float:
-        """How long a closing session waits for its frames to leave and for the peer's
-        answer to its close: ``default_s``, or while draining until the drain's deadline
-        (a client reading far behind, typing meanwhile, still reaches our 1001 then;
-        a socket torn down earlier is reset, and the reset destroys what it has not read)."""
-        if self.drain_deadline is None:
-            return default_s
-        return max(0.0, self.drain_deadline - asyncio.get_running_loop().time())
+    def closing_deadline(self, default_s: float) -> float:
+        """The loop time until which a closing session waits for its frames to leave and
+        for the peer's answer to its close: ``default_s`` from now, or while draining the
+        drain's deadline (a client reading far behind, typing meanwhile, still reaches
+        our 1001 then; a socket torn down earlier is reset, and the reset destroys what
+        it has not read)."""
+        if self.drain_deadline is not None:
+            return self.drain_deadline
+        return asyncio.get_running_loop().time() + default_s
 
     async def drain(self, grace_s: float) -> None:
         """Refuse new sockets, tell every client 1001 after its queued frames, and be done

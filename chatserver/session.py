@@ -198,7 +198,7 @@ class Session:
             joined = await self._join()
             if joined:
                 await self._read_forever()
-            deadline = asyncio.get_running_loop().time() + rt.closing_wait(CLOSE_FLUSH_S)
+            deadline = rt.closing_deadline(CLOSE_FLUSH_S)
             if self._closing and self._writer is not None:
                 # We are closing: let the writer flush what is queued and the close frame.
                 # (A client that hung up has nothing left to receive: leave at once.)
