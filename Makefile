@@ -14,18 +14,19 @@ PYTHON := $(VENV)/bin/python
 # The unit suite run again on the lowest versions the ranges allow (see test-lowest).
 LOWEST_TESTS ?= tests/chatserver tests/operator
 HOST ?= 127.0.0.1
-PORT ?= 8080
+PORT ?= 8000
 APT_PACKAGES := redis-server chromium openssl iptables iproute2 mmdebstrap umoci libseccomp-dev gcc \
-  buildah socat
+  buildah libnss3-tools
 STAMP := .make/installed
 
 .PHONY: demo test images requirements test-lowest lock install firebase-tools system-deps lint typecheck layers unit devcluster-build devcluster-up devcluster-down chat bench clean
 
-## demo: the devcluster with its real node, the images built here, the operator installed
-## in-cluster (kubectl apply -k deploy/devcluster/), examples/devcluster.yaml Ready on real
-## pods, then the canvas at http://$(HOST):$(PORT)/ served by those pods (Ctrl-C stops it)
+## demo: the devcluster with its real node and its Gateway (Traefik), the images built
+## here, the operator installed in-cluster (kubectl apply -k deploy/devcluster/),
+## examples/devcluster.yaml Ready on real pods with its route accepted, then the canvas at
+## http://127.0.0.1:8080/ and https://127.0.0.1:8443/ through Traefik
 demo: install
-	HOST=$(HOST) PORT=$(PORT) examples/demo.sh
+	examples/demo.sh
 
 ## chat: only the chat server, on the in-memory broker
 chat: install

@@ -5,9 +5,9 @@
 #   examples/demo.sh         bring the devcluster up, build and import the images,
 #                            `kubectl apply -k deploy/devcluster/` (CRD, RBAC, the operator:
 #                            two replicas, one leader), apply examples/devcluster.yaml, wait
-#                            until it is Ready on real pods, show them, then serve the canvas
-#                            at http://$HOST:$PORT/ through the backend Service (Ctrl-C stops
-#                            only that forwarder)
+#                            until it is Ready on real pods and the devcluster's Gateway has
+#                            accepted its route, show them, and print the canvas's URLs:
+#                            http://127.0.0.1:8080/ and https://127.0.0.1:8443/ (Traefik)
 #   examples/demo.sh stop    delete the demo instance (its namespace); the operator and the
 #                            cluster keep running (`devcluster/devcluster down` stops all)
 #
@@ -19,8 +19,6 @@ cd "$ROOT"
 NAMESPACE="${ASOCIAL_DEMO_NAMESPACE:-asocial-demo}"
 INSTANCE=chat
 TIMEOUT="${ASOCIAL_DEMO_TIMEOUT:-300}"
-HOST="${HOST:-127.0.0.1}"
-PORT="${PORT:-8080}"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 kubectl() { devcluster/devcluster kubectl "$@"; }
@@ -85,18 +83,19 @@ kubectl get pods -n "$NAMESPACE" -o wide
 kubectl get pods -n asocial-system -o wide
 echo
 say "children (label app.kubernetes.io/instance=$INSTANCE)"
-kubectl get deploy,sts,svc,hpa,pdb,netpol,ing,cm,secret,sa -n "$NAMESPACE" \
+kubectl get deploy,sts,svc,hpa,pdb,netpol,httproute,cm,secret,sa -n "$NAMESPACE" \
   -l "app.kubernetes.io/instance=$INSTANCE"
 
-SERVICE_IP="$(kubectl get svc "$INSTANCE-backend" -n "$NAMESPACE" -o jsonpath='{.spec.clusterIP}')"
+CA="$(devcluster/devcluster ca)"
 echo
-say "the canvas: http://$HOST:$PORT/   (open it twice, click anywhere, type)"
+say "the canvas, through the devcluster's Gateway (Traefik):"
 cat >&2 <<EOF
-    Each browser connection goes through the Service $INSTANCE-backend ($SERVICE_IP:8080),
-    so two windows usually land on different backend pods and chat through Redis.
-    Add ?channel=myroom to pick a room.
-    Ctrl-C stops this forwarder; 'examples/demo.sh stop' deletes the instance;
-    'devcluster/devcluster down' stops the cluster.
+    http://127.0.0.1:8080/
+    https://127.0.0.1:8443/     (trust the devcluster's CA: $CA)
+    Open it twice, click anywhere and type: each browser connection goes through Traefik
+    to a backend pod, so two windows usually land on different pods and chat through
+    Redis. Add ?channel=myroom to pick a room; any name under .devcluster.test reaches
+    the same listeners (curl --resolve chat.devcluster.test:8443:127.0.0.1 --cacert $CA).
+    'examples/demo.sh stop' deletes the instance; 'devcluster/devcluster down' stops the
+    cluster.
 EOF
-# Each accepted connection is a new connection to the ClusterIP, balanced by kube-proxy.
-exec socat "TCP-LISTEN:$PORT,bind=$HOST,reuseaddr,fork" "TCP:$SERVICE_IP:8080"

@@ -22,6 +22,10 @@ class Target:
     ldflags: tuple[str, ...] = ()
     cgo: bool = False
     tags: tuple[str, ...] = ()
+    inside: str | None = None
+    """``module@version`` to build inside, as downloaded, instead of a wrapper module:
+    for a module whose ``go.mod`` has ``replace`` directives (``go install`` refuses
+    those, and a wrapper would not apply them)."""
 
     @property
     def out_dir(self) -> Path:
@@ -116,6 +120,13 @@ def node_targets() -> list[Target]:
         Target(
             "metrics-server", "node/metrics-server", "sigs.k8s.io/metrics-server/cmd/metrics-server"
         ),
+        Target(
+            "traefik",
+            "",
+            "./cmd/traefik",
+            (f"-X {config.TRAEFIK_MODULE}/pkg/version.Version={config.TRAEFIK_VERSION}",),
+            inside=f"{config.TRAEFIK_MODULE}@{config.TRAEFIK_VERSION}",
+        ),
     ]
 
 
@@ -131,13 +142,8 @@ def is_built() -> bool:
     return not missing_binaries() and any(config.gateway_api_crds().glob("*.yaml"))
 
 
-def _gateway_api_crds(go: str) -> None:
-    """Copy the Gateway API's standard-channel CRDs out of its module (downloaded, not
-    built: only the YAML under config/crd/standard is used)."""
-    target = config.gateway_api_crds()
-    if any(target.glob("*.yaml")):
-        return
-    module = f"{config.GATEWAY_API_MODULE}@{config.GATEWAY_API_VERSION}"
+def _downloaded(module: str, go: str) -> Path:
+    """Where the module cache holds ``module@version`` (read-only), downloaded if needed."""
     result = subprocess.run(
         [go, "mod", "download", "-json", module],
         capture_output=True,
@@ -148,7 +154,17 @@ def _gateway_api_crds(go: str) -> None:
     )
     if result.returncode != 0:
         raise SystemExit(f"[devcluster build] FAILED: go mod download {module}:\n{result.stdout}")
-    source = Path(json.loads(result.stdout)["Dir"]) / "config" / "crd" / "standard"
+    return Path(json.loads(result.stdout)["Dir"])
+
+
+def _gateway_api_crds(go: str) -> None:
+    """Copy the Gateway API's standard-channel CRDs out of its module (downloaded, not
+    built: only the YAML under config/crd/standard is used)."""
+    target = config.gateway_api_crds()
+    if any(target.glob("*.yaml")):
+        return
+    module = f"{config.GATEWAY_API_MODULE}@{config.GATEWAY_API_VERSION}"
+    source = _downloaded(module, go) / "config" / "crd" / "standard"
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -161,10 +177,29 @@ def _gateway_api_crds(go: str) -> None:
 _log = log.scoped("build")
 
 
+def _module_copy(module: str, go: str) -> Path:
+    """A writable copy of ``module@version`` as the module proxy serves it (its own
+    ``go.mod`` and ``go.sum`` then apply, ``replace`` directives included)."""
+    name, version = module.split("@")
+    copy = config.cache_root() / "src" / f"{name.replace('/', '_')}-{version}"
+    if (copy / "go.mod").exists():
+        return copy
+    partial = copy.with_name(copy.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(_downloaded(module, go), partial)
+    for path in [partial, *partial.rglob("*")]:  # the module cache's files are read-only
+        path.chmod(path.stat().st_mode | 0o200)
+    partial.replace(copy)
+    return copy
+
+
 def _build_one(target: Target, go: str) -> None:
     out = target.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    module_dir = config.DEVCLUSTER_DIR / target.module_dir
+    if target.inside is not None:
+        module_dir = _module_copy(target.inside, go)
+    else:
+        module_dir = config.DEVCLUSTER_DIR / target.module_dir
     tmp = out / f".{target.name}.tmp"
     ldflags = " ".join(("-s", "-w", *target.ldflags))
     cmd = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp)]
@@ -250,7 +285,8 @@ def _prefetch(wanted: list[Target], go: str) -> list[subprocess.Popen[bytes]]:
     build fetching its own after the one before has finished."""
     by_module: dict[str, list[str]] = {}
     for target in wanted[1:]:
-        by_module.setdefault(target.module_dir, []).append(target.package)
+        if target.inside is None:  # its module is copied first, when its turn comes
+            by_module.setdefault(target.module_dir, []).append(target.package)
     fetches = []
     for module_dir, packages in by_module.items():
         env = {**os.environ, "GOWORK": "off", "CGO_ENABLED": "0"}

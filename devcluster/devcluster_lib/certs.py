@@ -113,11 +113,14 @@ def _ec_key(path: Path, cwd: Path) -> None:
     )
 
 
-def _sign(pki: Pki, key: Path, cert: Path, subject: str, extensions: str) -> None:
+def _sign(
+    pki: Pki, key: Path, cert: Path, subject: str, extensions: str, *, cwd: Path | None = None
+) -> None:
+    cwd = cwd or pki.root
     ext_file = cert.with_suffix(".ext")
     ext_file.write_text(extensions)
     csr = cert.with_suffix(".csr")
-    _openssl("req", "-new", "-key", str(key), "-subj", subject, "-out", str(csr), cwd=pki.root)
+    _openssl("req", "-new", "-key", str(key), "-subj", subject, "-out", str(csr), cwd=cwd)
     _openssl(
         "x509",
         "-req",
@@ -136,7 +139,7 @@ def _sign(pki: Pki, key: Path, cert: Path, subject: str, extensions: str) -> Non
         str(ext_file),
         "-out",
         str(cert),
-        cwd=pki.root,
+        cwd=cwd,
     )
     csr.unlink()
     ext_file.unlink()
@@ -235,3 +238,46 @@ def generate(root: Path) -> Pki:
         if path.suffix == ".key":
             path.chmod(0o600)
     return pki
+
+
+def _new_ca(pki: Pki, common_name: str) -> None:
+    pki.root.mkdir(parents=True, exist_ok=True)
+    pki.root.chmod(0o700)
+    _ec_key(pki.ca_key, pki.root)
+    _openssl(
+        "req", "-x509", "-new", "-key", str(pki.ca_key), "-subj", f"/CN={common_name}",
+        "-days", CERT_DAYS, "-sha256",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+        "-out", str(pki.ca_cert), cwd=pki.root,
+    )  # fmt: skip
+    pki.ca_key.chmod(0o600)
+
+
+def edge_ca(root: Path) -> Pki:
+    """The CA of the devcluster's edge (its HTTPS listener), made once and kept: clients
+    told to trust it keep trusting it across clusters."""
+    pki = Pki(root)
+    if not (pki.ca_cert.exists() and pki.ca_key.exists()):
+        _new_ca(pki, "devcluster edge CA")
+    return pki
+
+
+def edge_server_cert(
+    ca: Pki, out: Path, *, dns: tuple[str, ...], ips: tuple[str, ...]
+) -> tuple[Path, Path]:
+    """A serving certificate for ``dns`` and ``ips`` signed by ``ca``: (cert, key)."""
+    out.mkdir(parents=True, exist_ok=True)
+    out.chmod(0o700)
+    key, cert = out / "tls.key", out / "tls.crt"
+    if not (key.exists() and cert.exists()):
+        names = ",".join([*(f"DNS:{d}" for d in dns), *(f"IP:{i}" for i in ips)])
+        extensions = (
+            "basicConstraints=critical,CA:FALSE\n"
+            "keyUsage=critical,digitalSignature,keyEncipherment\n"
+            f"extendedKeyUsage=serverAuth\nsubjectAltName={names}\n"
+        )
+        _ec_key(key, out)
+        _sign(ca, key, cert, f"/CN={dns[0] if dns else ips[0]}", extensions, cwd=out)
+        key.chmod(0o600)
+    return cert, key

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from . import build, config
+from . import build, config, edge
 from .cluster import Cluster
 
 USAGE_EPILOG = f"""\
@@ -47,6 +47,11 @@ def main(argv: list[str]) -> int:
         "cached by content",
     )
     sub.add_parser("kubeconfig", help="print the kubeconfig path")
+    sub.add_parser(
+        "ca",
+        help="print the path of the CA (PEM) that signs the Gateway's HTTPS certificate "
+        "(127.0.0.1:8443, *.devcluster.test): trust it in a browser or a client",
+    )
     sub.add_parser("bin-dir", help="print the directory holding the built binaries")
     p_kubectl = sub.add_parser("kubectl", help="run the built kubectl with the kubeconfig")
     p_kubectl.add_argument("args", nargs=argparse.REMAINDER)
@@ -75,6 +80,9 @@ def main(argv: list[str]) -> int:
         return cluster.images()
     if args.command == "kubeconfig":
         print(cluster.kubeconfig)
+        return 0
+    if args.command == "ca":
+        print(edge.ca_cert())
         return 0
     if args.command == "bin-dir":
         print(config.bin_dir())

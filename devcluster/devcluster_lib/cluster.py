@@ -9,7 +9,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from . import (
     certs,
     config,
     ctr,
+    edge,
     images,
     kubeconfig,
     log,
@@ -89,7 +90,7 @@ class Cluster:
         return [Proc.from_json(name, found[name]) for name in names if name in found]
 
     def _expected(self, data: dict[str, Any]) -> int:
-        return len(self._components(data))
+        return sum(1 for c in self._components(data) if c.argv is not None)
 
     def kubectl_path(self) -> Path:
         data = self._load()
@@ -372,7 +373,35 @@ class Cluster:
         ]
         if data.get("real_node"):
             components += node.Node(self.root, pki).components(api, server)
+            components.append(self._edge(api))
         return components
+
+    def _edge(self, api: Callable[[], ApiClient]) -> steps.Component:
+        """Traefik on the real node and the Gateway devcluster-system/devcluster (see
+        ``edge``): objects, not a process of ours; they go with the node."""
+
+        def install() -> None:
+            api().create_all(edge.objects(*edge.server_certificate(self.root)))
+
+        def programmed() -> tuple[bool, str]:
+            path = (
+                f"/apis/gateway.networking.k8s.io/v1/namespaces/{edge.NAMESPACE}"
+                f"/gateways/{edge.GATEWAY}"
+            )
+            try:
+                return edge.gateway_programmed(api().get_json(path))
+            except RuntimeError as exc:
+                return False, str(exc)
+
+        return steps.Component(
+            "edge",
+            None,
+            prepare=install,
+            ready=(
+                steps.Readiness("Traefik answering on 127.0.0.1:8080", edge.serving, 90),
+                steps.Readiness("the Gateway devcluster programmed", programmed, 60),
+            ),
+        )
 
     def _credentials(self, server: str) -> None:
         """The PKI, the admin kubeconfig and each component's own."""

@@ -17,6 +17,10 @@ CNI_PLUGINS_VERSION = "v1.9.1"
 CRI_TOOLS_VERSION = "v1.37.0"
 COREDNS_VERSION = "v1.13.1"
 METRICS_SERVER_VERSION = "v0.8.0"
+# The edge: Traefik serves the Gateway API and Ingresses of class traefik. v3.7 does not
+# build from the module proxy (it replaces a nested module that is not served).
+TRAEFIK_MODULE = "github.com/traefik/traefik/v3"
+TRAEFIK_VERSION = "v3.6.12"
 # The Gateway API's standard-channel CRDs, from its Go module (what Traefik v3.6 serves).
 GATEWAY_API_VERSION = "v1.4.0"
 GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
@@ -48,7 +52,8 @@ NODE_BINARIES = (
     "metrics-server",
     "pause",
 )
-ALL_BINARIES = ("etcd", *CONTROL_PLANE_BINARIES, "kwok", *NODE_BINARIES)
+EDGE_BINARIES = ("traefik",)
+ALL_BINARIES = ("etcd", *CONTROL_PLANE_BINARIES, "kwok", *NODE_BINARIES, *EDGE_BINARIES)
 
 PAUSE_IMAGE = "devcluster.local/pause:1"
 """The pod sandbox image, built locally from the ``pause`` binary (no registry needed)."""
@@ -83,8 +88,15 @@ def gateway_api_crds() -> Path:
     return cache_root() / f"gateway-api-{GATEWAY_API_VERSION}" / "standard"
 
 
+def edge_bin_dir() -> Path:
+    """Directory holding the edge proxy (Traefik) for its pinned version."""
+    return cache_root() / f"traefik-{TRAEFIK_VERSION}" / "bin"
+
+
 def binary_dir(name: str) -> Path:
     """Where binary ``name`` is built to."""
+    if name in EDGE_BINARIES:
+        return edge_bin_dir()
     return node_bin_dir() if name in NODE_BINARIES else bin_dir()
 
 

@@ -9,6 +9,7 @@ when that changes.
 | image                            | contents                                     |
 |----------------------------------|----------------------------------------------|
 | ``devcluster.local/pause:1``     | the ``pause`` binary (the pod sandbox)       |
+| ``devcluster.local/traefik:v3.6.12`` | the ``traefik`` binary (the edge proxy)  |
 | ``devcluster.local/redis:7``     | Debian's redis-server, -sentinel, -tools; ``sh`` |
 | ``devcluster.local/python:3.11`` | Debian's python3 (3.11), ``sh``              |
 | ``devcluster.local/python-build:3.11`` | the same plus ``venv`` and pip's wheel: the  |
@@ -62,12 +63,21 @@ class Image:
         ).encode()
         digest = hashlib.sha256(recipe)
         if self.binary:
-            digest.update((config.node_bin_dir() / self.binary).read_bytes())
+            digest.update((config.binary_dir(self.binary) / self.binary).read_bytes())
         return digest.hexdigest()[:16]
 
 
 IMAGES = (
     Image("devcluster.local/pause", "1", binary="pause", cmd=("/pause",), user="65535"),
+    # A static binary alone: it needs no shell, no CA bundle (it trusts the cluster's CA
+    # from its ServiceAccount) and no user database.
+    Image(
+        "devcluster.local/traefik",
+        config.TRAEFIK_VERSION,
+        binary="traefik",
+        cmd=("/traefik",),
+        user="65532",
+    ),
     Image(
         "devcluster.local/redis",
         "7",
@@ -106,7 +116,7 @@ def _require(tool: str, package: str) -> None:
 def _rootfs(image: Image, into: Path) -> None:
     if image.binary:
         into.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(config.node_bin_dir() / image.binary, into / image.binary)
+        shutil.copy2(config.binary_dir(image.binary) / image.binary, into / image.binary)
         return
     _require("mmdebstrap", "mmdebstrap")
     tar = into.parent / "rootfs.tar"

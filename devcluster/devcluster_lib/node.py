@@ -156,8 +156,9 @@ class Node:
                 )
         NODE_LOCK.write_text(json.dumps({"state_dir": str(self.root)}) + "\n")
 
-    def _record_lock(self, kubelet: process.Proc) -> None:
+    def _record_lock(self, kubelet: process.Proc | None) -> None:
         """Says which kubelet holds the machine's node (``_claim`` checks it is alive)."""
+        assert kubelet is not None, "the kubelet is a process"
         NODE_LOCK.write_text(
             json.dumps({"state_dir": str(self.root), "kubelet": kubelet.to_json()}) + "\n"
         )

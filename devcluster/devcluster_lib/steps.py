@@ -3,7 +3,9 @@ order by ``up`` and stopped in reverse by ``down``, as kind runs its actions.
 
 A component is one long-running process: its argv, what to prepare before it starts,
 how to tell it is ready, what to do once it is (create objects, import images), and
-how to stop it and undo what it changed outside the state dir. Everything is a callable
+how to stop it and undo what it changed outside the state dir. One without an argv is
+a step with no process of its own (objects the cluster then runs, such as the edge
+proxy's pod), with the same preparation, readiness and undo. Everything is a callable
 so the list can be made before anything exists (``down`` never starts a thing) and
 each value is computed only when its component starts.
 """
@@ -30,13 +32,13 @@ class Readiness:
 @dataclass(frozen=True)
 class Component:
     name: str
-    argv: Callable[[], list[str]]
+    argv: Callable[[], list[str]] | None
     env: Callable[[], dict[str, str]] | None = None
     prepare: Callable[[], None] | None = None
     """Before the process starts (configs, certificates, the node's network)."""
     ready: tuple[Readiness, ...] = ()
     """Waited for, in order, once it started, while every started process is watched."""
-    then: Callable[[process.Proc], None] | None = None
+    then: Callable[[process.Proc | None], None] | None = None
     """Once it is ready, given its process (objects to create, images to import)."""
     undo: Callable[[], list[str]] | None = None
     """After its process stopped (or if it never ran): cleans up what it changed
@@ -56,8 +58,10 @@ def start(
     for component in components:
         if component.prepare is not None:
             component.prepare()
-        env = component.env() if component.env is not None else None
-        proc = spawn(component.name, component.argv(), env)
+        proc = None
+        if component.argv is not None:
+            env = component.env() if component.env is not None else None
+            proc = spawn(component.name, component.argv(), env)
         for readiness in component.ready:
             wait(readiness)
         if component.then is not None:
