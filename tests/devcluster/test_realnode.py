@@ -7,8 +7,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
+import ssl
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -311,15 +315,40 @@ def _leftovers() -> list[str]:
     return found
 
 
+EDGE_PORTS = (8080, 8443, 9080)  # the Gateway's listeners, Traefik's health
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _edge_answers(ca: str) -> bool:
+    """Whether Traefik answers HTTP over TLS on the HTTPS listener with a certificate the
+    edge CA signed (any status: which routes exist is not the point)."""
+    context = ssl.create_default_context(cafile=ca)
+    try:
+        with urllib.request.urlopen("https://127.0.0.1:8443/", context=context, timeout=5):
+            return True
+    except urllib.error.HTTPError:
+        return True
+
+
 @pytest.mark.last
 def test_down_leaves_nothing_of_the_node_behind_and_up_brings_it_back(kubectl: Kubectl) -> None:
-    """Runs after every other test: the main cluster goes down and comes back up (warm)."""
+    """Runs after every other test: the main cluster goes down and comes back up (warm),
+    its edge too, under the same CA."""
     state = Path(kubectl.kubeconfig).parent
     recorded = json.loads((state / "node" / "node.json").read_text())["sysctls"]
     assert _leftovers(), "the node is up, so it must hold processes, a bridge and rules"
+    ca = devcluster("ca").strip()
+    pem = Path(ca).read_text()
+    assert _edge_answers(ca)
     devcluster("down", timeout=180)
     left = _leftovers()
     assert left == [], left
+    assert [p for p in EDGE_PORTS if _listening(p)] == []
     now = {name: Path("/proc/sys", name).read_text().strip() for name in recorded}
     assert now == {k: v for k, v in recorded.items() if v is not None}, "sysctls not restored"
     started = time.monotonic()
@@ -327,3 +356,6 @@ def test_down_leaves_nothing_of_the_node_behind_and_up_brings_it_back(kubectl: K
     print(f"warm up to a Ready real node: {time.monotonic() - started:.1f}s")
     node = json.loads(kubectl("get", "node", NODE, "-o", "json").stdout)
     assert any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
+    assert devcluster("ca").strip() == ca
+    assert Path(ca).read_text() == pem  # a browser told to trust it goes on trusting it
+    assert _edge_answers(ca)

@@ -17,7 +17,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,22 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 URL = Callable[[str], str]  # query string -> ws:// URL (a pod, or the Service)
+
+
+@dataclass(frozen=True)
+class Route:
+    """How users reach the chat: the socket URL for a query string, and the keywords
+    ``connect`` needs for it (a CA to verify against, the address of the Gateway that
+    serves the URL's host name)."""
+
+    url: URL
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def as_route(url: URL | Route) -> Route:
+    return url if isinstance(url, Route) else Route(url)
+
+
 FADE_SECONDS = 5.0
 RECONNECT_SECONDS = 0.3
 
@@ -37,7 +53,7 @@ def position() -> dict[str, int]:
 class Connection:
     """One user's socket that comes back after every close, counting close codes."""
 
-    url: URL
+    route: Route
     query: str
     close_codes: list[int | None] = field(default_factory=list)
     reconnects: int = 0
@@ -49,7 +65,9 @@ class Connection:
     ) -> None:
         while True:
             try:
-                async with connect(self.url(self.query), open_timeout=5) as conn:
+                async with connect(
+                    self.route.url(self.query), open_timeout=5, **self.route.options
+                ) as conn:
                     self.conn = conn
                     self.opened.set()
                     result = on_open()
@@ -83,10 +101,12 @@ class Connection:
 class Watcher:
     """Stays in the room and remembers the latest text of every message it saw."""
 
-    def __init__(self, url: URL, channel: str, name: str = "watcher") -> None:
+    def __init__(self, url: URL | Route, channel: str, name: str = "watcher") -> None:
         self.latest: dict[tuple[str, str], str] = {}
         self.seen_at: dict[tuple[str, str], float] = {}
-        self.connection = Connection(url, f"uid={name}-{uuid.uuid4().hex[:6]}&channel={channel}")
+        self.connection = Connection(
+            as_route(url), f"uid={name}-{uuid.uuid4().hex[:6]}&channel={channel}"
+        )
         self._task = asyncio.create_task(self.connection.run(self._frame, lambda: None))
 
     def _frame(self, frame: dict[str, Any]) -> None:
@@ -106,13 +126,15 @@ class Watcher:
 class Typist:
     """Types ``text`` as message after message, ``rate`` keystrokes per second."""
 
-    def __init__(self, url: URL, channel: str, name: str, *, rate: float = 10.0) -> None:
+    def __init__(self, url: URL | Route, channel: str, name: str, *, rate: float = 10.0) -> None:
         self.uid = f"{name}-{uuid.uuid4().hex[:6]}"
         self.rate = rate
         self.typed: dict[str, str] = {}  # message_id -> full text typed
         self.own: dict[str, tuple[dict[str, Any], float]] = {}  # id -> (latest frame, until)
         self.refused = 0
-        self.connection = Connection(url, f"uid={self.uid}&username={name}&channel={channel}")
+        self.connection = Connection(
+            as_route(url), f"uid={self.uid}&username={name}&channel={channel}"
+        )
         self._reader = asyncio.create_task(self.connection.run(self._frame, self._resend_all))
         self._writer: asyncio.Task[None] | None = None
 
@@ -178,13 +200,13 @@ class Typist:
 class Numbered:
     """Sends frame 1, 2, 3 ... (a new message each, payload = its number); never resends."""
 
-    def __init__(self, url: URL, channel: str, name: str, *, rate: float = 10.0) -> None:
+    def __init__(self, url: URL | Route, channel: str, name: str, *, rate: float = 10.0) -> None:
         self.uid = f"{name}-{uuid.uuid4().hex[:6]}"
         self.rate = rate
         self.sent: list[int] = []
         self.refused: set[int] = set()
         self.other_errors: list[dict[str, Any]] = []
-        self.connection = Connection(url, f"uid={self.uid}&channel={channel}")
+        self.connection = Connection(as_route(url), f"uid={self.uid}&channel={channel}")
         self._reader = asyncio.create_task(self.connection.run(self._frame, lambda: None))
         self._writer = asyncio.create_task(self._send())
 
