@@ -24,11 +24,15 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -58,6 +62,8 @@ type options struct {
 	roomPrefix  string
 	runID       string
 	connectMax  time.Duration
+	caFile      string
+	connectTo   string
 }
 
 type client struct {
@@ -67,8 +73,9 @@ type client struct {
 	wmu    sync.Mutex
 	ready  chan struct{}
 	failed chan error
-	lat    []uint32 // microseconds, frames sent inside the window
-	other  int64    // chat frames outside the window or unparsable
+	lat    []uint32      // microseconds, frames sent inside the window
+	joined time.Duration // from dialling to the join confirmation
+	other  int64         // chat frames outside the window or unparsable
 	sender bool
 	nextID int64
 }
@@ -112,6 +119,8 @@ func main() {
 	flag.StringVar(&o.roomPrefix, "room-prefix", "bench", "room name prefix")
 	flag.StringVar(&o.runID, "run-id", strconv.FormatInt(time.Now().UnixNano()%1e9, 36), "unique per run")
 	flag.DurationVar(&o.connectMax, "connect-timeout", 180*time.Second, "give up connecting after")
+	flag.StringVar(&o.caFile, "ca", "", "PEM CA that wss:// certificates must chain to (default: the system's)")
+	flag.StringVar(&o.connectTo, "connect-to", "", "host:port to dial instead of the URL's (a Gateway serving its host name)")
 	flag.Parse()
 	if o.proto != "asocial" && o.proto != "centrifugo" {
 		fail("unknown -proto %q", o.proto)
@@ -119,7 +128,10 @@ func main() {
 	measureEnd.Store(math.MaxInt64)
 
 	clients, failedDials := connectAll(&o)
-	emit(map[string]any{"event": "ready", "connected": len(clients), "failed": failedDials})
+	emit(map[string]any{
+		"event": "ready", "connected": len(clients), "failed": failedDials,
+		"connect_ms": connectQuantiles(clients),
+	})
 	switch o.mode {
 	case "fanout":
 		runFanout(&o, clients)
@@ -146,10 +158,10 @@ func roomName(o *options, room int) string {
 // connectAll opens every connection with bounded concurrency and waits until
 // each has joined its room (user_sync / subscribe reply) or failed.
 func connectAll(o *options) ([]*client, int) {
-	dialer := &websocket.Dialer{
-		HandshakeTimeout: 15 * time.Second,
-		ReadBufferSize:   2048,
-		WriteBufferSize:  1024,
+	dialer, err := newDialer(o)
+	if err != nil {
+		progress("%s", err)
+		os.Exit(2)
 	}
 	sem := make(chan struct{}, o.concurrency)
 	var mu sync.Mutex
@@ -226,6 +238,7 @@ func (c *client) open(o *options, dialer *websocket.Dialer) error {
 		q.Set("channel", roomName(o, c.room))
 		u.RawQuery = q.Encode()
 	}
+	started := time.Now()
 	ws, resp, err := dialer.Dial(u.String(), http.Header{})
 	if err != nil {
 		if resp != nil {
@@ -245,6 +258,7 @@ func (c *client) open(o *options, dialer *websocket.Dialer) error {
 	go c.read(o)
 	select {
 	case <-c.ready:
+		c.joined = time.Since(started)
 		return nil
 	case err := <-c.failed:
 		ws.Close()
@@ -610,4 +624,57 @@ func runIdle(o *options, clients []*client) {
 		c.ws.Close()
 	}
 	emit(map[string]any{"event": "result", "connected": len(clients), "still_open": still})
+}
+
+// newDialer is the WebSocket dialer: the -ca roots for wss://, and -connect-to in
+// place of the URL's address (the URL's host still goes out as Host and SNI).
+func newDialer(o *options) (*websocket.Dialer, error) {
+	dialer := &websocket.Dialer{
+		HandshakeTimeout: 15 * time.Second,
+		ReadBufferSize:   2048,
+		WriteBufferSize:  1024,
+	}
+	if o.caFile != "" {
+		pem, err := os.ReadFile(o.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("-ca: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-ca: no PEM certificate in %s", o.caFile)
+		}
+		dialer.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
+	if o.connectTo != "" {
+		target := o.connectTo
+		var d net.Dialer
+		dialer.NetDialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, target)
+		}
+	}
+	return dialer, nil
+}
+
+// connectQuantiles gives the time from dialling to joining (TCP, TLS, the upgrade and
+// user_sync), in milliseconds, over the connections that opened.
+func connectQuantiles(clients []*client) map[string]float64 {
+	if len(clients) == 0 {
+		return nil
+	}
+	times := make([]float64, len(clients))
+	for i, c := range clients {
+		times[i] = float64(c.joined.Microseconds()) / 1000
+	}
+	sort.Float64s(times)
+	at := func(p float64) float64 {
+		i := int(float64(len(times))*p/100+0.5) - 1
+		if i < 0 {
+			i = 0
+		}
+		if i >= len(times) {
+			i = len(times) - 1
+		}
+		return times[i]
+	}
+	return map[string]float64{"p50": at(50), "p99": at(99), "max": times[len(times)-1]}
 }
