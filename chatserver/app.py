@@ -69,7 +69,7 @@ def build_runtime(settings: Settings) -> Runtime:
         settings=settings,
         metrics=metrics,
         broker=broker,
-        hub=Hub(broker, metrics),
+        hub=Hub(broker, metrics, fade_ms=int(settings.message_fade_seconds * 1000)),
         presence=presence,
         auth=auth,
         limiter=MessageLimiter(broker, per_minute=settings.rate_limit_per_minute),
@@ -205,6 +205,7 @@ def create_app(settings: Settings | None = None) -> ChatApp:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+            await runtime.hub.close()
             await runtime.broker.close()
             await runtime.accounts.store.close()
             log.info("chat server stopped")

@@ -2,14 +2,22 @@
 
 A frame arrives from the broker once per process; it is decoded once to read who sent
 it, and one :class:`wire.Outgoing` value (its text, and the WebSocket frame built at most
-once) is offered to every receiver (sent at once when its socket has room, else queued). Queues are
-bounded: a receiver whose queue is full is dropped (close 1013), never allowed to stall
-its room.
-May use: ``broker``, ``protocol``, ``metrics``, ``wire``.
+once) is offered to every receiver (sent at once when its socket has room, else queued).
+Queues are bounded: a receiver whose queue is full is dropped (close 1013), never allowed
+to stall its room.
+
+Chat frames pass each room's :class:`ordering.RoomOrder` first: in order, none twice. On
+a gap, and for every room when the broker says this process may have missed frames
+(``resync``), the hub reads the room's history from the last offset it delivered and
+delivers exactly what it missed; when the history no longer holds it, the room's
+connections get a ``frames_missed`` frame, and a log line and a metric say so.
+May use: ``broker``, ``protocol``, ``metrics``, ``wire``, ``ordering``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -17,9 +25,12 @@ from typing import Protocol
 
 import orjson
 
-from chatserver.broker.base import PubSub
+from chatserver import protocol
+from chatserver.broker import offsets
+from chatserver.broker.base import BrokerUnavailable, PubSub
 from chatserver.metrics import Metrics
-from chatserver.protocol import FrameType
+from chatserver.ordering import RoomOrder
+from chatserver.protocol import FrameType, MissedReason, StreamPosition
 from chatserver.wire import Outgoing
 
 log = logging.getLogger(__name__)
@@ -41,12 +52,20 @@ class Receiver(Protocol):
         """Called once the receiver fell too far behind: close it."""
 
 
+RETRY_S = 0.2
+"""A history read that failed (Redis away) is tried again after this long."""
+
+
 class Hub:
-    def __init__(self, broker: PubSub, metrics: Metrics) -> None:
+    def __init__(self, broker: PubSub, metrics: Metrics, *, fade_ms: int) -> None:
         self._broker = broker
         self._metrics = metrics
+        self._fade_ms = fade_ms
         self._rooms: dict[str, dict[str, Receiver]] = {}
+        self._orders: dict[str, RoomOrder] = {}
+        self._recoveries: dict[str, asyncio.Task[None]] = {}
         broker.set_handler(self._on_message)
+        broker.set_resync_handler(self.resync)
 
     async def join(self, channel: str, receiver: Receiver) -> None:
         """Start delivering the channel's frames to ``receiver``.
@@ -68,7 +87,31 @@ class Hub:
             return
         if not room:
             del self._rooms[channel]
+            self._orders.pop(channel, None)
+            task = self._recoveries.pop(channel, None)
+            if task is not None:
+                task.cancel()
             await self._broker.unsubscribe(channel)
+
+    def seed(self, channel: str, top: StreamPosition) -> None:
+        """A client joined with the room at ``top``: where a recovery starts should the
+        subscriber drop before this process delivers the room's first frame."""
+        if channel in self._rooms:
+            order = self._orders.setdefault(channel, RoomOrder())
+            if order.position is None and order.seed is None:
+                order.seed = top
+
+    def resync(self) -> None:
+        """The broker may have missed frames: read every room's history."""
+        for channel, order in list(self._orders.items()):
+            if order.resync():
+                self._recover(channel)
+
+    async def close(self) -> None:
+        for task in list(self._recoveries.values()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def channels(self) -> list[str]:
         return list(self._rooms)
@@ -78,6 +121,77 @@ class Hub:
             yield from list(room.values())
 
     def _on_message(self, channel: str, data: bytes) -> None:
+        if channel not in self._rooms:
+            return
+        try:
+            entry = offsets.unpack(data)
+        except ValueError:
+            log.error("dropped a malformed broker message on channel %s", channel)
+            self._metrics.messages_dropped.labels("malformed").inc()
+            return
+        if entry is None:
+            self._fan_out(channel, data, None)
+            return
+        order = self._orders.setdefault(channel, RoomOrder())
+        ready = order.accept(entry)
+        if ready is None:
+            self._recover(channel)
+            return
+        for item in ready:
+            self._fan_out(channel, item.frame, item.position.offset)
+
+    def _recover(self, channel: str) -> None:
+        if channel not in self._recoveries:
+            task = asyncio.create_task(self._recovering(channel), name=f"recover-{channel}")
+            self._recoveries[channel] = task
+            task.add_done_callback(lambda _: self._recoveries.pop(channel, None))
+
+    async def _recovering(self, channel: str) -> None:
+        """Read the room's history until it answers, deliver what this process missed,
+        and say so when some of it is gone."""
+        while (order := self._orders.get(channel)) is not None:
+            since_ms = int(time.time() * 1000) - self._fade_ms
+            try:
+                history = await self._broker.history(
+                    channel, after=order.reference(), since_ms=since_ms
+                )
+            except BrokerUnavailable:
+                await asyncio.sleep(RETRY_S)
+                continue
+            if self._orders.get(channel) is not order:
+                return  # the room was left meanwhile
+            result = order.recovered(history)
+            if result.read:
+                self._metrics.frames_recovered.inc(result.read)
+                log.info(
+                    "recovered frames from the room's history",
+                    extra={"channel": channel, "frames": result.read},
+                )
+            if result.lost:
+                self._missed(channel, history.top.epoch)
+            for item in result.frames:
+                self._fan_out(channel, item.frame, item.position.offset)
+            if not result.again:
+                return
+
+    def _missed(self, channel: str, epoch: str) -> None:
+        self._metrics.history_lost.inc()
+        log.warning(
+            "frames missed that the room's history no longer holds; its clients are told",
+            extra={"channel": channel, "epoch": epoch},
+        )
+        frame = protocol.frames_missed_frame(
+            channel_id=channel,
+            epoch=epoch,
+            reason=MissedReason.HISTORY_LOST,
+            timestamp_ms=int(time.time() * 1000),
+        )
+        message = Outgoing(protocol.encode(frame))
+        for receiver in list(self._rooms.get(channel, {}).values()):
+            if not receiver.offer(message):
+                receiver.overflow()
+
+    def _fan_out(self, channel: str, data: bytes, offset: int | None) -> None:
         room = self._rooms.get(channel)
         if not room:
             return
@@ -92,7 +206,7 @@ class Hub:
         # Chat goes to everyone except the author's user (all of their tabs); presence
         # events go to everyone.
         skip = sender if kind == FrameType.CHAT else None
-        message = Outgoing(data.decode("utf-8"), data)
+        message = Outgoing(data.decode("utf-8"), data, offset=offset)
         delivered = 0
         slow: list[Receiver] = []
         for receiver in list(room.values()):

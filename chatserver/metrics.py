@@ -65,6 +65,16 @@ class Metrics:
         self.auth_failures = Counter(
             "auth_failures_total", "Connections refused by authentication", ["reason"], registry=r
         )
+        self.frames_recovered = Counter(
+            "broker_frames_recovered_total",
+            "Chat frames this process missed and then read from the room's history by offset",
+            registry=r,
+        )
+        self.history_lost = Counter(
+            "broker_history_lost_total",
+            "Gaps the room's history no longer held (clients were sent frames_missed)",
+            registry=r,
+        )
         self.broker_reconnects = Counter(
             "broker_reconnects_total", "Broker connection losses followed by a retry", registry=r
         )

@@ -41,6 +41,7 @@ class FrameType(enum.StrEnum):
     USERNAME_CHANGED = "username_changed"
     COLOR_CHANGED = "color_changed"
     ERROR = "error"
+    FRAMES_MISSED = "frames_missed"
 
 
 CLIENT_TYPES: Final = frozenset(
@@ -69,6 +70,7 @@ class ErrorCode(enum.StrEnum):
     FORBIDDEN_ORIGIN = "forbidden_origin"
     FORBIDDEN_ROOM = "forbidden_room"
     TOO_MANY_CONNECTIONS = "too_many_connections"
+    INVALID_RESUME = "invalid_resume"
 
 
 class ProtocolError(Exception):
@@ -330,13 +332,71 @@ def presence_frame(
 
 
 def user_sync_frame(
-    members: list[Member], *, channel_id: str, user_id: str, timestamp_ms: int
+    members: list[Member], *, channel_id: str, user_id: str, timestamp_ms: int, epoch: str
 ) -> dict[str, Any]:
+    """The members, and the room's ``epoch`` (ours): with the ``offset`` of the last
+    chat frame received, what a reconnecting client resumes from."""
     return {
         "type": FrameType.USER_SYNC.value,
         "channel_id": channel_id,
         "user_id": user_id,
         "users": [m.as_dict() for m in members],
+        "timestamp": timestamp_ms,
+        "epoch": epoch,
+    }
+
+
+class MissedReason(enum.StrEnum):
+    RESUME_GONE = "resume_gone"
+    """The client asked to resume from a position the room's history no longer holds
+    (aged out, pushed out by the cap, or another epoch): it gets what is on screen."""
+    HISTORY_LOST = "history_lost"
+    """This server missed frames that the room's history no longer held (Redis lost
+    them, or it fell too far behind): text on screen may be stale or missing."""
+
+
+MAX_EPOCH_LENGTH = 64
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StreamPosition:
+    """Where a room's chat stream stands: its epoch and an offset in it (see the
+    broker's ``offsets``)."""
+
+    epoch: str
+    offset: int
+
+
+def parse_resume(since: str | None, epoch: str | None) -> StreamPosition | None:
+    """The position a reconnecting client resumes from (``since`` and ``epoch`` in its
+    URL), None for a first join. Raises ProtocolError for one without the other, or
+    values that no server sent."""
+    if since is None and epoch is None:
+        return None
+    if since is None or epoch is None or not since.isdigit() or len(since) > 18:
+        raise ProtocolError(
+            ErrorCode.INVALID_RESUME,
+            "to resume, send since=<offset of the last chat frame received> and "
+            "epoch=<the epoch of user_sync> together; joined without resuming",
+        )
+    if not epoch or len(epoch) > MAX_EPOCH_LENGTH or not epoch.isprintable():
+        raise ProtocolError(
+            ErrorCode.INVALID_RESUME,
+            "epoch must be the epoch string of user_sync; joined without resuming",
+        )
+    return StreamPosition(epoch, int(since))
+
+
+def frames_missed_frame(
+    *, channel_id: str, epoch: str, reason: MissedReason, timestamp_ms: int
+) -> dict[str, Any]:
+    """Ours: chat frames of the room were lost to this connection; ``epoch`` is the
+    room's now."""
+    return {
+        "type": FrameType.FRAMES_MISSED.value,
+        "channel_id": channel_id,
+        "reason": reason.value,
+        "epoch": epoch,
         "timestamp": timestamp_ms,
     }
 

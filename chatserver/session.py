@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 SEEN_IDS = 64
 CLOSE_FLUSH_S = 5.0
 STALL_CREDIT_AFTER_S = 0.1
-REPLAY_DEDUP_S = 2.0
 
 
 class Session:
@@ -72,10 +71,11 @@ class Session:
         self._queue = outbox.Outbox()
         self._write_frame = wire.writer_for(websocket.scope)
         self._control = wire.control_for(websocket.scope)
-        self._held: list[str] | None = []  # frames that arrive before user_sync went out
-        # Replayed frames may also arrive live (published just before the replay read,
-        # delivered just after): those copies are dropped for a moment after the join.
-        self._replayed: set[str] | None = None
+        self._held: list[wire.Outgoing] | None = []  # what arrives before user_sync went out
+        # Chat frames up to this offset were published before the join's replay read: in
+        # the replay already, or superseded there. Their live copies (they may arrive
+        # after the read) are dropped until a newer frame comes.
+        self._replayed_through: int | None = None
         self._closing = False
         self._sending = False
         self._writer: asyncio.Task[None] | None = None
@@ -99,15 +99,17 @@ class Session:
     def offer(self, message: wire.Outgoing) -> bool:
         if self._closing:
             return True
-        text = message.text
-        if self._replayed and text in self._replayed:
-            self._replayed.discard(text)
-            return True
         if self._held is not None:
             if len(self._held) >= self._limit:
                 return False
-            self._held.append(text)
+            self._held.append(message)
             return True
+        through = self._replayed_through
+        if through is not None and message.offset is not None:
+            if message.offset <= through:
+                return True
+            self._replayed_through = None
+        text = message.text
         if len(self._queue) >= self._limit:
             return False
         if self._sending or self._queue:
@@ -225,11 +227,18 @@ class Session:
 
     async def _join(self) -> bool:
         rt, channel = self.rt, self.identity.channel_id
+        params = self.ws.query_params
+        resume_error: ProtocolError | None = None
+        try:
+            resume = protocol.parse_resume(params.get("since"), params.get("epoch"))
+        except ProtocolError as exc:
+            resume, resume_error = None, exc
         try:
             await rt.hub.join(channel, self)
             members = await rt.presence.enter(channel, key=self.conn_id, member=self.member)
-            replay = await rt.broker.recent(
+            replay = await rt.broker.replay(
                 channel,
+                since=resume,
                 since_ms=now_ms() - int(rt.settings.message_fade_seconds * 1000),
                 limit=self._limit // 2,
                 max_bytes=rt.settings.replay_max_bytes,
@@ -239,35 +248,41 @@ class Session:
             self._send_error(ErrorCode.UNAVAILABLE, "chat is briefly unavailable; reconnecting")
             self.close(CLOSE_TRY_LATER, "Broker unavailable, try again later", after_queue=True)
             return False
+        rt.hub.seed(channel, replay.top)
         held, self._held = self._held or [], None
         sync = protocol.user_sync_frame(
-            members, channel_id=channel, user_id=self.user_id, timestamp_ms=now_ms()
+            members,
+            channel_id=channel,
+            user_id=self.user_id,
+            timestamp_ms=now_ms(),
+            epoch=replay.top.epoch,
         )
         self.offer(wire.Outgoing(protocol.encode(sync)))
-        replayed = set()
-        for data in replay:  # the newest that fit the count and byte budgets, oldest first
+        if resume_error is not None:
+            self._send_error(resume_error.code, resume_error.message)
+        if resume is not None and not replay.resumed:
+            gone = protocol.frames_missed_frame(
+                channel_id=channel,
+                epoch=replay.top.epoch,
+                reason=protocol.MissedReason.RESUME_GONE,
+                timestamp_ms=now_ms(),
+            )
+            self.offer(wire.Outgoing(protocol.encode(gone)))
+        for data in replay.frames:  # oldest first
             if orjson.loads(data).get("user_id") != self.user_id:
-                text = data.decode("utf-8")
-                replayed.add(text)
-                self.offer(wire.Outgoing(text, data))
-        for text in held:
-            # Published between our subscribe and the replay read: already replayed.
-            if text not in replayed:
-                self.offer(wire.Outgoing(text))
-            else:
-                replayed.discard(text)
-        if replayed:
-            self._replayed = replayed
-            asyncio.get_running_loop().call_later(REPLAY_DEDUP_S, self._forget_replay)
-        log.info("joined", extra={"channel": channel, "user": self.user_id})
+                self.offer(wire.Outgoing(data.decode("utf-8"), data))
+        self._replayed_through = replay.top.offset
+        for message in held:
+            self.offer(message)
+        log.info(
+            "joined",
+            extra={"channel": channel, "user": self.user_id, "resumed": replay.resumed},
+        )
         try:
             await self._publish_presence(FrameType.USER_JOINED)
         except BrokerUnavailable:
             log.info("join not announced: broker unavailable", extra={"user": self.user_id})
         return True
-
-    def _forget_replay(self) -> None:
-        self._replayed = None
 
     async def _leave(self, joined: bool) -> None:
         rt, channel = self.rt, self.identity.channel_id

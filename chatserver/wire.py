@@ -40,12 +40,13 @@ class Outgoing:
     """One message for many sockets: its text, and the same text as a prepared frame,
     built on first use and then shared by every receiver that can write it."""
 
-    __slots__ = ("_data", "_frame", "text")
+    __slots__ = ("_data", "_frame", "offset", "text")
 
-    def __init__(self, text: str, data: bytes | None = None) -> None:
+    def __init__(self, text: str, data: bytes | None = None, *, offset: int | None = None) -> None:
         self.text = text
         self._data = data  # ``text`` as UTF-8, when the caller has it already
         self._frame: bytes | None = None
+        self.offset = offset  # a chat frame's offset in its room
 
     @property
     def frame(self) -> bytes:

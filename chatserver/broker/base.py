@@ -1,22 +1,25 @@
 """The broker: three small interfaces, and the class that implements all three.
 
 Each user of the broker depends only on the part it needs: the hub on :class:`PubSub`
-(fan-out and the late-joiner replay), presence on :class:`PresenceStore`, the rate
-limiter on :class:`Counter`. :class:`Broker` is what both implementations
-(``memory_broker``, ``redis_broker``) provide: the three together, with one lifecycle
-and one readiness report.
+(fan-out, the room's history by offset, the replay for a joining or resuming client),
+presence on :class:`PresenceStore`, the rate limiter on :class:`Counter`.
+:class:`Broker` is what both implementations (``memory_broker``, ``redis_broker``)
+provide: all of them, with one lifecycle and one readiness report.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
-from chatserver.protocol import Member
+from chatserver.broker.offsets import History
+from chatserver.protocol import Member, StreamPosition
 
 MessageHandler = Callable[[str, bytes], None]
-"""Called with (channel, encoded frame) for every message published to a subscribed channel."""
+"""Called with (channel, message) for every message published to a subscribed channel:
+a presence frame as is, a chat frame packed with its position (``offsets.unpack``)."""
 
 RECENT_CAP = 500
 """Most messages kept per channel for late joiners."""
@@ -26,6 +29,20 @@ def recent_key(author: str, message_id: str) -> str:
     """The key of one message among a room's recent frames: its author and its id (a
     message is identified by both; the length prefix keeps any two pairs apart)."""
     return f"{len(author)}:{author}:{message_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """What a joining client gets besides live frames: the room's position now (its
+    ``user_sync`` carries the epoch; live frames up to ``top`` are in ``frames`` or
+    superseded there), and the frames, oldest first. ``resumed``: the client asked to
+    resume from a position and ``frames`` are exactly the chat frames after it that are
+    still on screen; otherwise they are what is on screen (the newest frame of each
+    message), and a client that asked to resume is told its range is gone."""
+
+    top: StreamPosition
+    frames: list[bytes]
+    resumed: bool
 
 
 class BrokerUnavailable(Exception):
@@ -54,9 +71,19 @@ class PubSub(Protocol):
         keep_ms: int,
     ) -> bool: ...
 
-    async def recent(
-        self, channel: str, *, since_ms: int, limit: int, max_bytes: int
-    ) -> list[bytes]: ...
+    async def replay(
+        self,
+        channel: str,
+        *,
+        since: StreamPosition | None,
+        since_ms: int,
+        limit: int,
+        max_bytes: int,
+    ) -> Replay: ...
+
+    async def history(self, channel: str, *, after: StreamPosition, since_ms: int) -> History: ...
+
+    def set_resync_handler(self, handler: Callable[[], None]) -> None: ...
 
 
 class PresenceStore(Protocol):
@@ -105,6 +132,7 @@ class Broker(abc.ABC):
         self._handler: MessageHandler | None = None
         self._on_recovered: Callable[[], None] | None = None
         self._on_announcement: Callable[[bytes], None] | None = None
+        self._on_resync: Callable[[], None] | None = None
 
     def set_handler(self, handler: MessageHandler) -> None:
         self._handler = handler
@@ -116,6 +144,16 @@ class Broker(abc.ABC):
     def _recovered(self) -> None:
         if self._on_recovered is not None:
             self._on_recovered()
+
+    def set_resync_handler(self, handler: Callable[[], None]) -> None:
+        """Called when this process may have missed published frames (its subscriber
+        came back, or followed the master to another server): the hub then reads each
+        room's history from the last offset it delivered."""
+        self._on_resync = handler
+
+    def _resync(self) -> None:
+        if self._on_resync is not None:
+            self._on_resync()
 
     def _deliver(self, channel: str, data: bytes) -> None:
         if self._handler is not None:
@@ -165,18 +203,33 @@ class Broker(abc.ABC):
         timestamp_ms: int,
         keep_ms: int,
     ) -> bool:
-        """Publish, and keep the newest frame of each message (``author`` and
-        ``message_id``) for ``keep_ms`` for late joiners. One step, atomic across
-        processes: while another author's message with this ``message_id`` was updated
-        within ``keep_ms`` (it is on screen), nothing is published or kept and the answer
-        is False (original clients key text by ``message_id`` alone)."""
+        """Give the chat frame ``data`` (a JSON object) the room's next offset, keep it
+        in the room's history, keep the newest frame of each message (``author`` and
+        ``message_id``) for ``keep_ms`` for late joiners, and publish it. One step,
+        atomic across processes: while another author's message with this
+        ``message_id`` was updated within ``keep_ms`` (it is on screen), nothing is
+        published or kept and the answer is False (original clients key text by
+        ``message_id`` alone)."""
 
     @abc.abstractmethod
-    async def recent(
-        self, channel: str, *, since_ms: int, limit: int, max_bytes: int
-    ) -> list[bytes]:
-        """The newest frames kept by ``publish_recent`` newer than ``since_ms``, oldest
-        first: at most ``limit`` of them, together at most ``max_bytes``."""
+    async def replay(
+        self,
+        channel: str,
+        *,
+        since: StreamPosition | None,
+        since_ms: int,
+        limit: int,
+        max_bytes: int,
+    ) -> Replay:
+        """For a client joining (``since`` None) or resuming after ``since``: see
+        :class:`Replay`. Frames older than ``since_ms`` are off screen and left out; at
+        most ``limit`` frames, together at most ``max_bytes`` (a resume that does not fit
+        falls back to what is on screen). Creates the room's epoch if it has none."""
+
+    @abc.abstractmethod
+    async def history(self, channel: str, *, after: StreamPosition, since_ms: int) -> History:
+        """The room's frames after ``after`` (all its history when the epoch is another
+        one), leaving out those older than ``since_ms``."""
 
     @abc.abstractmethod
     async def presence_set(

@@ -1,4 +1,8 @@
-"""In-memory broker for a single process (the default without ``ASOCIAL_REDIS_URL``)."""
+"""In-memory broker for a single process (the default without ``ASOCIAL_REDIS_URL``).
+
+It numbers and keeps chat frames as the Redis broker does (``offsets``), so a client
+resumes alike on both; in one process nothing is ever missed, so nothing resyncs.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,29 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-from chatserver.broker.base import RECENT_CAP, Broker, recent_key
-from chatserver.protocol import Member
+from chatserver.broker import offsets
+from chatserver.broker.base import RECENT_CAP, Broker, Replay, recent_key
+from chatserver.broker.offsets import Entry, History
+from chatserver.protocol import Member, StreamPosition
+
+
+@dataclass
+class _Stream:
+    """A room's epoch, its last offset, the highest offset the cap pushed out of the
+    history, and the history itself (offset -> entry, oldest first)."""
+
+    epoch: str
+    top: int = 0
+    capped: int = 0
+    used: float = 0.0
+    entries: OrderedDict[int, Entry] | None = None
+
+    def history(self) -> OrderedDict[int, Entry]:
+        if self.entries is None:
+            self.entries = OrderedDict()
+        return self.entries
 
 
 class MemoryBroker(Broker):
@@ -16,6 +40,7 @@ class MemoryBroker(Broker):
         super().__init__()
         self._subscribed: set[str] = set()
         self._recent: dict[str, OrderedDict[str, tuple[int, bytes]]] = {}
+        self._streams: dict[str, _Stream] = {}
         # Per room, message_id -> (author, last update), least recently updated first.
         self._owners: dict[str, OrderedDict[str, tuple[str, int]]] = {}
         self._presence: dict[str, dict[str, tuple[int, Member]]] = {}
@@ -57,18 +82,58 @@ class MemoryBroker(Broker):
             return False
         owners.pop(message_id, None)
         owners[message_id] = (author, timestamp_ms)
+        stream = self._stream(channel)
+        stream.top += 1
+        position = StreamPosition(stream.epoch, stream.top)
+        frame = offsets.splice(data, stream.top)
+        history = stream.history()
+        history[stream.top] = Entry(position, timestamp_ms, frame)
+        while history:
+            oldest, entry = next(iter(history.items()))
+            if len(history) > offsets.HISTORY_CAP:
+                stream.capped = oldest
+            elif entry.timestamp_ms >= cutoff:
+                break
+            history.popitem(last=False)
         key = recent_key(author, message_id)
         buffer = self._recent.setdefault(channel, OrderedDict())
         buffer.pop(key, None)
-        buffer[key] = (timestamp_ms, data)
+        buffer[key] = (timestamp_ms, frame)
         while buffer and (len(buffer) > RECENT_CAP or next(iter(buffer.values()))[0] < cutoff):
             buffer.popitem(last=False)
-        await self.publish(channel, data)
+        await self.publish(channel, offsets.pack(position, timestamp_ms, frame))
         return True
 
-    async def recent(
-        self, channel: str, *, since_ms: int, limit: int, max_bytes: int
-    ) -> list[bytes]:
+    def _stream(self, channel: str) -> _Stream:
+        stream = self._streams.get(channel)
+        now = time.monotonic()
+        if stream is None:
+            if len(self._streams) > 10_000:  # forget rooms idle for the sequence's lifetime
+                ttl = offsets.SEQUENCE_TTL_MS / 1000
+                self._streams = {c: s for c, s in self._streams.items() if now - s.used < ttl}
+            stream = self._streams[channel] = _Stream(offsets.new_epoch())
+        stream.used = now
+        return stream
+
+    async def replay(
+        self,
+        channel: str,
+        *,
+        since: StreamPosition | None,
+        since_ms: int,
+        limit: int,
+        max_bytes: int,
+    ) -> Replay:
+        stream = self._stream(channel)
+        top = StreamPosition(stream.epoch, stream.top)
+        if since is not None and _resumable(stream, since):
+            frames = [
+                e.frame
+                for offset, e in stream.history().items()
+                if offset > since.offset and e.timestamp_ms > since_ms
+            ]
+            if len(frames) <= limit and sum(map(len, frames)) <= max_bytes:
+                return Replay(top, frames, resumed=True)
         buffer = self._recent.get(channel, OrderedDict())
         out: list[bytes] = []
         total = 0
@@ -78,7 +143,18 @@ class MemoryBroker(Broker):
                 break
             out.append(data)
         out.reverse()
-        return out
+        return Replay(top, out, resumed=False)
+
+    async def history(self, channel: str, *, after: StreamPosition, since_ms: int) -> History:
+        stream = self._stream(channel)
+        top = StreamPosition(stream.epoch, stream.top)
+        start = after.offset if after.epoch == stream.epoch else 0
+        entries = [
+            e
+            for offset, e in stream.history().items()
+            if offset > start and e.timestamp_ms > since_ms
+        ]
+        return History(top, entries, complete=_resumable(stream, after))
 
     async def presence_set(
         self, channel: str, *, key: str, member: Member, expires_ms: int
@@ -122,3 +198,10 @@ class MemoryBroker(Broker):
         if len(self._counters) > 100_000:
             self._counters = {k: v for k, v in self._counters.items() if now - v[0] < window_s}
         return value + 1
+
+
+def _resumable(stream: _Stream, since: StreamPosition) -> bool:
+    """Whether the history holds every frame after ``since`` still on screen: the same
+    epoch, nothing after it pushed out by the cap, and not past the top (a position
+    ahead of the room's is from a history that was lost)."""
+    return since.epoch == stream.epoch and stream.capped <= since.offset <= stream.top

@@ -18,11 +18,19 @@ answer, commands fail at once instead of each waiting out the timeout, and the m
 Redis answers again the subscriber stops backing off and the broker's recovery handler
 runs (presence re-announces itself).
 
+Chat frames are numbered per room (``offsets``): the publish script gives each the
+room's next offset, keeps it in the room's history and publishes it, in one step. When
+the subscriber comes back, or follows the master to another server, the broker calls the
+resync handler, and the hub reads each room's history from the last offset it delivered:
+what it missed, exactly, or word that the range is gone.
+
 Behind Sentinel, both clients (and the account store) go where one ``MasterFollower``
 says (``sentinel_follower``). When the master moves, the subscriber leaves the old one at
-once and delivers the last ``SWITCH_CATCH_UP_MS`` from the new one's replay store, and
-the newest frame of each message published in the last ``REPUBLISH_S`` is published
-again to the new master (``sent_log``): the old one may have taken it after others left.
+once, and the newest frame of each message published in the last ``REPUBLISH_S`` is
+published again to the new master (``sent_log``): the old one may have acknowledged it
+after the others had left it, and never passed it to the replica that took over, so no
+history holds it. Offsets cannot recover a frame the new master never had; its sender can
+send it again, which is what the republish does.
 """
 
 from __future__ import annotations
@@ -45,12 +53,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from chatserver.broker import redis_url
-from chatserver.broker.base import RECENT_CAP, Broker, BrokerUnavailable
+from chatserver.broker import offsets, redis_url
+from chatserver.broker.base import RECENT_CAP, Broker, BrokerUnavailable, Replay
+from chatserver.broker.offsets import Entry, History
 from chatserver.broker.sent_log import Sent, SentLog
 from chatserver.broker.sentinel_follower import Address, FollowingPool, MasterFollower
 from chatserver.metrics import Metrics
-from chatserver.protocol import Member
+from chatserver.protocol import Member, StreamPosition
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +71,6 @@ BACKOFF_CAP_S = 5.0
 # An attempt to (re)subscribe that takes longer than this is abandoned and retried.
 RESUBSCRIBE_TIMEOUT_S = 5.0
 PROBE_INTERVAL_S = 0.2
-# After the subscriber comes back from an outage, publishes wait this long, so that the
-# other pods' subscribers (woken by their own probes) are back too.
-RESUBSCRIBE_SETTLE_S = 1.0
-# After its subscriber was away, the process delivers the chat frames kept for late
-# joiners that were published since it went (and this much before, for frames in
-# flight): what other processes published while this one could not hear it.
-CATCH_UP_MARGIN_MS = 1000
-# After the master moved: the others may have published to the new master this long
-# before this process heard of the move (sentinels learn of a switch up to seconds apart).
-SWITCH_CATCH_UP_MS = 3000
 # After the master moved, the newest frame of each message published this long before is
 # published again to the new one, once publishes in flight had REPUBLISH_DELAY_S to end
 # (and Redis, REPUBLISH_WAIT_S to answer).
@@ -80,16 +79,20 @@ REPUBLISH_DELAY_S = 0.3
 REPUBLISH_WAIT_S = 3.0
 # The subscriber waits this long for a frame before it looks whether the master moved.
 READ_WAIT_S = 0.25
-CATCH_UP_MAX_BYTES = 1 << 20
 _OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 # Errors of a server that is (no longer) a master fit to write to.
 _NOT_A_MASTER = ("READONLY", "NOREPLICAS")
 
-# KEYS: hash, zset, pubsub channel, owners hash, owners zset.
-# ARGV: key, data, ts, cutoff, ttl_ms, cap, message_id, author.
+# The age (ms) of a packed history entry: "<epoch> <offset> <ms>\n<frame>".
+_ENTRY_MS = "tonumber(string.match(m, '^%S+ %d+ (%d+)'))"
+
+# KEYS: recent hash, recent zset, pubsub channel, owners hash, owners zset, sequence
+# hash, history zset. ARGV: key, data, ts, cutoff, ttl_ms, cap, message_id, author,
+# a new epoch (used if the room has none), history cap, sequence ttl_ms.
 # Returns the number of receivers, or -1 when another author's message with this id was
 # updated after the cutoff (it is on screen): then nothing is kept or published.
-_PUBLISH_RECENT = """
+_PUBLISH_RECENT = (
+    """
 local owner = redis.call('HGET', KEYS[4], ARGV[7])
 if owner and owner ~= ARGV[8] then
   local last = redis.call('ZSCORE', KEYS[5], ARGV[7])
@@ -104,16 +107,42 @@ redis.call('HSET', KEYS[4], ARGV[7], ARGV[8])
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[7])
 redis.call('PEXPIRE', KEYS[4], ARGV[5])
 redis.call('PEXPIRE', KEYS[5], ARGV[5])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+-- The room's next offset, in its epoch; the frame as clients get it, and as packed.
+local epoch = redis.call('HGET', KEYS[6], 'e')
+if not epoch then
+  epoch = ARGV[9]
+  redis.call('HSET', KEYS[6], 'e', epoch)
+end
+local offset = redis.call('HINCRBY', KEYS[6], 'o', 1)
+redis.call('PEXPIRE', KEYS[6], ARGV[11])
+local frame = string.sub(ARGV[2], 1, -2) .. ',"offset":' .. offset .. '}'
+local packed = epoch .. ' ' .. offset .. ' ' .. ARGV[3] .. '\\n' .. frame
+redis.call('ZADD', KEYS[7], offset, packed)
+local extra = redis.call('ZCARD', KEYS[7]) - tonumber(ARGV[10])
+if extra > 0 then
+  local capped = redis.call('ZRANGE', KEYS[7], extra - 1, extra - 1, 'WITHSCORES')
+  redis.call('ZREMRANGEBYRANK', KEYS[7], 0, extra - 1)
+  redis.call('HSET', KEYS[6], 'c', capped[2])
+end
+for _ = 1, 100 do
+  local m = redis.call('ZRANGE', KEYS[7], 0, 0)[1]
+  if not m or """
+    + _ENTRY_MS
+    + """ >= tonumber(ARGV[4]) then break end
+  redis.call('ZREMRANGEBYRANK', KEYS[7], 0, 0)
+end
+redis.call('PEXPIRE', KEYS[7], ARGV[5])
+-- The newest frame of each message, for late joiners.
+redis.call('HSET', KEYS[1], ARGV[1], frame)
 -- Scores keep publication order within a millisecond (1/1024 ms apart; exact in a double).
 local score = tonumber(ARGV[3])
 local top = redis.call('ZREVRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 if top[2] and tonumber(top[2]) >= score then score = tonumber(top[2]) + 1 / 1024 end
 redis.call('ZADD', KEYS[2], score, ARGV[1])
 local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[4], 'LIMIT', 0, 100)
-local extra = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[6])
-if extra > 0 then
-  for _, k in ipairs(redis.call('ZRANGE', KEYS[2], 0, extra - 1)) do table.insert(old, k) end
+local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[6])
+if over > 0 then
+  for _, k in ipairs(redis.call('ZRANGE', KEYS[2], 0, over - 1)) do table.insert(old, k) end
 end
 if #old > 0 then
   redis.call('ZREM', KEYS[2], unpack(old))
@@ -121,31 +150,86 @@ if #old > 0 then
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
-return redis.call('PUBLISH', KEYS[3], ARGV[2])
+return redis.call('PUBLISH', KEYS[3], packed)
 """
+)
+
+# The room's epoch (made now if it has none), its top offset and the highest offset the
+# cap pushed out of its history. KEYS[1]: the sequence hash. ARGV[1]: a new epoch,
+# ARGV[2]: the sequence's ttl_ms.
+_SEQUENCE = """
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('HSET', KEYS[1], 'e', epoch)
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+local top = tonumber(redis.call('HGET', KEYS[1], 'o') or '0')
+local capped = tonumber(redis.call('HGET', KEYS[1], 'c') or '0')
+"""
+
+# KEYS: sequence hash, history zset, recent hash, recent zset. ARGV: new epoch, sequence
+# ttl_ms, the epoch resumed from ('' for a first join), the offset resumed from, the
+# lower bound (exclusive) of the timestamps on screen, most entries, most bytes.
+# Returns {epoch, top, 1, packed entries after the offset} for a resume the history
+# holds whole, else {epoch, top, 0, the newest frame of each message on screen}.
+_REPLAY = (
+    _SEQUENCE
+    + """
+local since = tonumber(ARGV[4])
+if ARGV[3] == epoch and capped <= since and since <= top then
+  local found = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. since, '+inf', 'LIMIT', 0, ARGV[6] + 1)
+  if #found <= tonumber(ARGV[6]) then
+    local out, total = {}, 0
+    for _, m in ipairs(found) do
+      if """
+    + _ENTRY_MS
+    + """ > tonumber(ARGV[5]) then
+        total = total + #m
+        table.insert(out, m)
+      end
+    end
+    if total <= tonumber(ARGV[7]) then return {epoch, top, 1, out} end
+  end
+end
+local out, total = {}, 0
+local keys = redis.call('ZREVRANGEBYSCORE', KEYS[4], '+inf', '(' .. ARGV[5], 'LIMIT', 0, ARGV[6])
+if #keys > 0 then
+  for _, v in ipairs(redis.call('HMGET', KEYS[3], unpack(keys))) do
+    if v then
+      total = total + #v
+      if total > tonumber(ARGV[7]) then break end
+      table.insert(out, v)
+    end
+  end
+end
+return {epoch, top, 0, out}
+"""
+)
+
+# KEYS: sequence hash, history zset. ARGV: new epoch, sequence ttl_ms, the epoch and
+# offset to read after, the lower bound (exclusive) of the timestamps on screen.
+# Returns {epoch, top, capped, packed entries after the offset (all, in another epoch)}.
+_HISTORY = (
+    _SEQUENCE
+    + """
+local start = 0
+if ARGV[3] == epoch then start = tonumber(ARGV[4]) end
+local out = {}
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. start, '+inf')) do
+  if """
+    + _ENTRY_MS
+    + """ > tonumber(ARGV[5]) then table.insert(out, m) end
+end
+return {epoch, top, capped, out}
+"""
+)
 
 # KEYS: hash, zset. ARGV: lower bound (exclusive) of the scores to return
 _LIVE = """
 local keys = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf')
 if #keys == 0 then return {} end
 return redis.call('HMGET', KEYS[1], unpack(keys))
-"""
-
-# KEYS: hash, zset. ARGV: lower bound (exclusive), most entries, most bytes.
-# The newest entries first, cut at the count and the byte budget.
-_RECENT = """
-local keys = redis.call('ZREVRANGEBYSCORE', KEYS[2], '+inf', '(' .. ARGV[1], 'LIMIT', 0, ARGV[2])
-if #keys == 0 then return {} end
-local values = redis.call('HMGET', KEYS[1], unpack(keys))
-local out, total, budget = {}, 0, tonumber(ARGV[3])
-for _, v in ipairs(values) do
-  if v then
-    total = total + #v
-    if total > budget then break end
-    table.insert(out, v)
-  end
-end
-return out
 """
 
 # KEYS: hash, zset. ARGV: now
@@ -183,6 +267,30 @@ class _MasterMoved(Exception):
 
 def _chan(channel: str) -> str:
     return f"{PREFIX}:chan:{channel}"
+
+
+class _RoomKeys:
+    """Every key of one room's chat frames, spelled once."""
+
+    __slots__ = ("channel", "history", "owners", "owners_ts", "recent", "recent_ts", "sequence")
+
+    def __init__(self, channel: str) -> None:
+        self.channel = _chan(channel)
+        self.recent = f"{PREFIX}:recent:{channel}"
+        self.recent_ts = f"{PREFIX}:recent-ts:{channel}"
+        self.owners = f"{PREFIX}:owners:{channel}"
+        self.owners_ts = f"{PREFIX}:owners-ts:{channel}"
+        self.sequence = f"{PREFIX}:seq:{channel}"
+        self.history = f"{PREFIX}:history:{channel}"
+
+
+def _entries(packed: list[bytes]) -> list[Entry]:
+    out = []
+    for data in packed:
+        entry = offsets.unpack(data)
+        if entry is not None:
+            out.append(entry)
+    return out
 
 
 def _member_bytes(member: Member) -> bytes:
@@ -285,17 +393,14 @@ class RedisBroker(Broker):
         self._up = True
         self._probe: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._publish_after = 0.0
-        # Where the next catch-up starts (ms since the epoch), set when the subscriber
-        # goes away or the master moves.
-        self._catch_up_from_ms: int | None = None
         self._channels: set[str] = set()
         self._confirmed: dict[str, asyncio.Event] = {}
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
         self._publish_recent = self._client.register_script(_PUBLISH_RECENT)
         self._live = self._client.register_script(_LIVE)
-        self._recent = self._client.register_script(_RECENT)
+        self._replay = self._client.register_script(_REPLAY)
+        self._history = self._client.register_script(_HISTORY)
         self._sweep = self._client.register_script(_SWEEP)
         self._presence_set = self._client.register_script(_PRESENCE_SET)
         self._presence_touch = self._client.register_script(_PRESENCE_TOUCH)
@@ -345,9 +450,7 @@ class RedisBroker(Broker):
                         "redis subscriber reconnected",
                         extra={"attempts": attempt, "server": _server_of(pubsub)},
                     )
-                    if attempt:
-                        self._publish_after = time.monotonic() + RESUBSCRIBE_SETTLE_S
-                    await self._catch_up()
+                    self._resync()  # the hub reads what it missed, by offset
                     self._recovered()
                 else:
                     log.info("redis subscriber connected", extra={"server": _server_of(pubsub)})
@@ -367,7 +470,6 @@ class RedisBroker(Broker):
                     else:
                         log.error("redis subscriber failed", exc_info=exc)
                 self._metrics.broker_reconnects.inc()
-                self._catch_up_from(CATCH_UP_MARGIN_MS)
                 delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0)
                 attempt += 1
                 self._pubsub = None
@@ -384,18 +486,10 @@ class RedisBroker(Broker):
                     async with asyncio.timeout(1.0):
                         await pubsub.aclose()  # type: ignore[no-untyped-call]
 
-    def _catch_up_from(self, before_ms: int) -> None:
-        """Have the next catch-up start ``before_ms`` before now (or earlier, if one is
-        already pending from earlier)."""
-        since = int(time.time() * 1000) - before_ms
-        if self._catch_up_from_ms is None or since < self._catch_up_from_ms:
-            self._catch_up_from_ms = since
-
     def _master_moved(self, address: Address) -> None:
         """The sentinels named a new master: the subscriber leaves the old one at once
-        (it may live on for seconds, hearing nothing the others now publish) and catches
-        up with what reached the new one before it got there."""
-        self._catch_up_from(SWITCH_CATCH_UP_MS)
+        (it may live on for seconds, hearing nothing the others now publish); once on
+        the new one, the hub reads what reached it meanwhile (``_resync``)."""
         self._moved = True
         self._wake.set()  # a subscriber backing off goes to the new master now
         if self._republishing is not None:
@@ -403,34 +497,6 @@ class RedisBroker(Broker):
         self._republishing = asyncio.create_task(
             self._republish(time.monotonic()), name="redis-republish"
         )
-
-    async def _catch_up(self) -> None:
-        """Deliver what was published while the subscriber was away (a fail-over, a
-        dropped connection): the chat frames kept for late joiners since then, oldest
-        first, before any live frame read after them. A frame delivered twice shows the
-        same text again; a frame lost would leave a user's text unseen in this process."""
-        since, self._catch_up_from_ms = self._catch_up_from_ms, None
-        if since is None:
-            return
-        delivered = 0
-        for channel in list(self._channels):
-            keys = [f"{PREFIX}:recent:{channel}", f"{PREFIX}:recent-ts:{channel}"]
-            try:
-                # Straight to Redis: the subscriber just got through, even if the
-                # command client's probe has not said so yet.
-                async with asyncio.timeout(RESUBSCRIBE_TIMEOUT_S):
-                    values = await self._recent(
-                        keys=keys, args=[since, RECENT_CAP, CATCH_UP_MAX_BYTES]
-                    )
-            except (RedisError, OSError, TimeoutError) as exc:
-                log.warning("catch-up after reconnect skipped: %s", type(exc).__name__)
-                return
-            frames = [v for v in reversed(values) if v is not None]
-            for data in frames:
-                self._deliver(channel, data)
-            delivered += len(frames)
-        if delivered:
-            log.info("caught up after reconnect", extra={"frames": delivered})
 
     async def _read(self, pubsub: PubSub) -> None:
         prefix_len = len(_chan(""))
@@ -486,8 +552,6 @@ class RedisBroker(Broker):
         Redis restart, anyone whose subscriber is still reconnecting)."""
         if self._pubsub is None:
             raise BrokerUnavailable("redis subscriber is reconnecting")
-        if time.monotonic() < self._publish_after:
-            raise BrokerUnavailable("redis is back; subscribers are settling")
         event = self._confirmed.get(channel)
         if channel in self._channels and (event is None or not event.is_set()):
             raise BrokerUnavailable("redis subscriber is re-subscribing")
@@ -514,12 +578,15 @@ class RedisBroker(Broker):
         return published
 
     def _publish_recent_script(self, sent: Sent) -> Awaitable[Any]:
+        room = _RoomKeys(sent.channel)
         keys = [
-            f"{PREFIX}:recent:{sent.channel}",
-            f"{PREFIX}:recent-ts:{sent.channel}",
-            _chan(sent.channel),
-            f"{PREFIX}:owners:{sent.channel}",
-            f"{PREFIX}:owners-ts:{sent.channel}",
+            room.recent,
+            room.recent_ts,
+            room.channel,
+            room.owners,
+            room.owners_ts,
+            room.sequence,
+            room.history,
         ]
         args: list[bytes | str | int] = [
             sent.key,
@@ -530,6 +597,9 @@ class RedisBroker(Broker):
             RECENT_CAP,
             sent.message_id,
             sent.author,
+            offsets.new_epoch(),
+            offsets.HISTORY_CAP,
+            offsets.SEQUENCE_TTL_MS,
         ]
         return self._publish_recent(keys=keys, args=args)
 
@@ -556,12 +626,46 @@ class RedisBroker(Broker):
         if again:
             log.info("published again after the master moved", extra={"frames": again})
 
-    async def recent(
-        self, channel: str, *, since_ms: int, limit: int, max_bytes: int
-    ) -> list[bytes]:
-        keys = [f"{PREFIX}:recent:{channel}", f"{PREFIX}:recent-ts:{channel}"]
-        values = await self._call(self._recent(keys=keys, args=[since_ms, limit, max_bytes]))
-        return [v for v in reversed(values) if v is not None]
+    async def replay(
+        self,
+        channel: str,
+        *,
+        since: StreamPosition | None,
+        since_ms: int,
+        limit: int,
+        max_bytes: int,
+    ) -> Replay:
+        room = _RoomKeys(channel)
+        keys = [room.sequence, room.history, room.recent, room.recent_ts]
+        args: list[bytes | str | int] = [
+            offsets.new_epoch(),
+            offsets.SEQUENCE_TTL_MS,
+            since.epoch if since else "",
+            since.offset if since else 0,
+            since_ms,
+            limit,
+            max_bytes,
+        ]
+        epoch, top, resumed, values = await self._call(self._replay(keys=keys, args=args))
+        position = StreamPosition(epoch.decode(), int(top))
+        if resumed:
+            return Replay(position, [e.frame for e in _entries(values)], resumed=True)
+        return Replay(position, list(reversed(values)), resumed=False)
+
+    async def history(self, channel: str, *, after: StreamPosition, since_ms: int) -> History:
+        room = _RoomKeys(channel)
+        args: list[bytes | str | int] = [
+            offsets.new_epoch(),
+            offsets.SEQUENCE_TTL_MS,
+            after.epoch,
+            after.offset,
+            since_ms,
+        ]
+        keys = [room.sequence, room.history]
+        epoch, top, capped, values = await self._call(self._history(keys=keys, args=args))
+        position = StreamPosition(epoch.decode(), int(top))
+        complete = position.epoch == after.epoch and int(capped) <= after.offset <= position.offset
+        return History(position, _entries(values), complete=complete)
 
     # --- presence ------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ users, separate localStorage) join the same random channel and watch each other 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -177,6 +178,52 @@ async def test_text_typed_across_a_server_restart_reaches_the_other_user(
     for page in (page_a, page_b):
         await expect(page.locator("#status")).to_have_text("connected", timeout=15_000)
     await expect(page_b.locator(".msg")).to_have_text("before during")
+
+
+async def test_a_page_back_from_a_drained_server_resumes_from_its_offset(
+    browser: pw_api.Browser, redis_server: RedisProcess, tmp_path: Path
+) -> None:
+    """B's server drains (1001) while A, on another server, types on. B's page comes back
+    with ``since`` and ``epoch`` and gets exactly the frames it missed, in order."""
+    env = {**SERVER_ENV, "ASOCIAL_REDIS_URL": redis_server.url}
+    a = await asyncio.to_thread(ChatProcess, tmp_path, env, "a")
+    b = await asyncio.to_thread(ChatProcess, tmp_path, env, "b")
+    try:
+        channel = f"resume-{uuid.uuid4().hex[:6]}"
+        sockets: list[pw_api.WebSocket] = []
+        received: list[list[dict[str, object]]] = []
+
+        def watch(ws: pw_api.WebSocket) -> None:
+            frames: list[dict[str, object]] = []
+            sockets.append(ws)
+            received.append(frames)
+            ws.on("framereceived", lambda payload: frames.append(json.loads(payload)))
+
+        page_a, _ = await open_page(browser, a.http(f"/?channel={channel}"))
+        ctx_b = await browser.new_context(viewport={"width": 1280, "height": 800})
+        page_b = await ctx_b.new_page()
+        page_b.on("websocket", watch)
+        await page_b.goto(b.http(f"/?channel={channel}"))
+        await expect(page_b.locator("#status")).to_have_text("connected")
+        await page_a.mouse.click(500, 300)
+        await page_a.keyboard.type("hi")
+        await expect(page_b.locator(".msg")).to_have_text("hi")
+        epoch = next(f["epoch"] for f in received[0] if f["type"] == "user_sync")
+        last = max(int(str(f["offset"])) for f in received[0] if f["type"] == "chat")
+        await asyncio.to_thread(b.stop)  # SIGTERM: B's page gets 1001
+        await expect(page_b.locator("#status")).not_to_have_text("connected")
+        await page_a.keyboard.type(" there")  # six frames B is not there for
+        await asyncio.to_thread(b.start)
+        await expect(page_b.locator("#status")).to_have_text("connected", timeout=15_000)
+        await expect(page_b.locator(".msg")).to_have_text("hi there")
+        assert f"since={last}" in sockets[-1].url
+        assert f"epoch={epoch}" in sockets[-1].url
+        chats = [f for f in received[-1] if f["type"] == "chat"]
+        assert [f["offset"] for f in chats] == list(range(last + 1, last + 7))
+        assert [f["payload"] for f in chats][-1] == "hi there"
+    finally:
+        await asyncio.to_thread(b.stop)
+        await asyncio.to_thread(a.stop)
 
 
 async def test_rooms_are_listed_picked_and_created(

@@ -67,6 +67,7 @@ async def test_chat_reaches_others_but_not_the_authors_own_tabs(server: ChatProc
             "payload": "hi",
             "position": {"x": 3.0, "y": 4.0},
             "timestamp": second["timestamp"],
+            "offset": first["offset"] + 1,  # the room's next chat frame
         }
         assert before <= second["timestamp"] <= int(time.time() * 1000)
         assert await alice.drain() == []

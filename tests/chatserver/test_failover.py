@@ -14,10 +14,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidHandshake
 
+from chatserver.broker import offsets
 from chatserver.broker.redis_broker import RedisBroker, close_client, connect
 from chatserver.broker.redis_url import SentinelTarget
 from chatserver.broker.sentinel_follower import Address, MasterFollower
@@ -256,15 +258,17 @@ async def test_a_frame_the_old_master_took_after_the_others_left_is_published_ag
         await asyncio.to_thread(
             wait_for, lambda: watcher._pubsub is not None and not watcher._moved, "move", 10
         )
-        for text in (b"h", b"hi"):  # two frames of one message; only the newest counts
+        for text in ("h", "hi"):  # two frames of one message; only the newest counts
+            data = orjson.dumps({"payload": text})
             await writer.publish_recent(
-                "room", author="a", message_id="m1", data=text, timestamp_ms=1, keep_ms=5000
+                "room", author="a", message_id="m1", data=data, timestamp_ms=1, keep_ms=5000
             )
         await asyncio.sleep(0.3)
         assert got == [], "the new master should not have had the frames yet"
         writer.follower.move(("127.0.0.1", new), None, "heard later")
         await asyncio.to_thread(wait_for, lambda: got, "the frame published again", 10)
-        assert got == [b"hi"]
+        entries = [offsets.unpack(data) for data in got]
+        assert [orjson.loads(e.frame)["payload"] for e in entries if e] == ["hi"]
     finally:
         await writer.close()
         await watcher.close()

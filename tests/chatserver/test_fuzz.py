@@ -297,9 +297,11 @@ def check_observed(frame: Any) -> None:
     base = {"type", "channel_id", "user_id", "timestamp"}
     if kind == "chat":
         assert set(frame) in (
-            {*base, "message_id", "payload"},
-            {*base, "message_id", "payload", "position"},
+            {*base, "message_id", "payload", "offset"},
+            {*base, "message_id", "payload", "position", "offset"},
         ), f"unexpected chat fields: {frame!r}"
+        assert isinstance(frame["offset"], int), frame
+        assert not isinstance(frame["offset"], bool), frame
         message_id = frame["message_id"]
         assert isinstance(message_id, str), frame
         assert MESSAGE_ID.fullmatch(message_id), (

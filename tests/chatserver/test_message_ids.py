@@ -6,8 +6,10 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 
+from chatserver.broker import offsets
 from chatserver.broker.base import Broker
 from chatserver.broker.memory_broker import MemoryBroker
 from chatserver.broker.redis_broker import RedisBroker
@@ -17,6 +19,11 @@ from tests.fixtures.processes import RedisProcess
 KEEP_MS = 5000
 
 
+def text(frame: bytes) -> str:
+    payload: str = orjson.loads(frame)["payload"]
+    return payload
+
+
 @dataclasses.dataclass
 class Room:
     """Room ``r`` of one broker, subscribed, with what it delivered."""
@@ -24,17 +31,26 @@ class Room:
     broker: Broker
     got: list[bytes]
 
-    async def publish(self, author: str, message_id: str, data: bytes, at: int) -> bool:
+    async def publish(self, author: str, message_id: str, payload: str, at: int) -> bool:
         return await self.broker.publish_recent(
-            "r", author=author, message_id=message_id, data=data, timestamp_ms=at, keep_ms=KEEP_MS
+            "r",
+            author=author,
+            message_id=message_id,
+            data=orjson.dumps({"type": "chat", "payload": payload}),
+            timestamp_ms=at,
+            keep_ms=KEEP_MS,
         )
 
-    async def delivered(self) -> list[bytes]:
+    async def delivered(self) -> list[str]:
         await asyncio.sleep(0.2)
-        return self.got
+        entries = [offsets.unpack(data) for data in self.got]
+        return [text(e.frame) for e in entries if e is not None]
 
-    async def recent(self, now: int) -> list[bytes]:
-        return await self.broker.recent("r", since_ms=now - KEEP_MS, limit=10, max_bytes=1000)
+    async def recent(self, now: int) -> list[str]:
+        replay = await self.broker.replay(
+            "r", since=None, since_ms=now - KEEP_MS, limit=10, max_bytes=1000
+        )
+        return [text(frame) for frame in replay.frames]
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -62,31 +78,36 @@ async def test_another_authors_frame_under_an_id_on_screen_is_neither_kept_nor_s
     room: Room,
 ) -> None:
     now = int(time.time() * 1000)
-    assert await room.publish("victim", "m1", b"hello", now)
-    assert not await room.publish("mallory", "m1", b"pwned", now + 1)
-    assert await room.publish("victim", "m1", b"hello!", now + 2)  # the author goes on
-    assert await room.delivered() == [b"hello", b"hello!"]
-    assert await room.recent(now) == [b"hello!"]
+    assert await room.publish("victim", "m1", "hello", now)
+    assert not await room.publish("mallory", "m1", "pwned", now + 1)
+    assert await room.publish("victim", "m1", "hello!", now + 2)  # the author goes on
+    assert await room.delivered() == ["hello", "hello!"]
+    assert await room.recent(now) == ["hello!"]
 
 
 async def test_an_id_is_free_again_once_its_message_has_faded(room: Room) -> None:
     now = int(time.time() * 1000)
-    assert await room.publish("victim", "m1", b"old", now - KEEP_MS - 1000)
-    assert await room.publish("other", "m1", b"new", now)
-    assert await room.recent(now) == [b"new"]
+    assert await room.publish("victim", "m1", "old", now - KEEP_MS - 1000)
+    assert await room.publish("other", "m1", "new", now)
+    assert await room.recent(now) == ["new"]
 
 
 async def test_the_last_update_keeps_a_message_on_screen(room: Room) -> None:
     now = int(time.time() * 1000)
-    assert await room.publish("victim", "m1", b"h", now - KEEP_MS - 1000)
-    assert await room.publish("victim", "m1", b"hi", now - 10)  # typed on: still shown
-    assert not await room.publish("mallory", "m1", b"pwned", now)
+    assert await room.publish("victim", "m1", "h", now - KEEP_MS - 1000)
+    assert await room.publish("victim", "m1", "hi", now - 10)  # typed on: still shown
+    assert not await room.publish("mallory", "m1", "pwned", now)
 
 
 async def test_ids_are_per_room(room: Room) -> None:
     now = int(time.time() * 1000)
     await room.broker.subscribe("elsewhere")
-    assert await room.publish("victim", "m1", b"hello", now)
+    assert await room.publish("victim", "m1", "hello", now)
     assert await room.broker.publish_recent(
-        "elsewhere", author="mallory", message_id="m1", data=b"x", timestamp_ms=now, keep_ms=1
+        "elsewhere",
+        author="mallory",
+        message_id="m1",
+        data=orjson.dumps({"type": "chat", "payload": "x"}),
+        timestamp_ms=now,
+        keep_ms=1,
     )

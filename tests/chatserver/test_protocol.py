@@ -156,8 +156,11 @@ def test_presence_frames() -> None:
         protocol.FrameType.USER_LEFT, member=member, channel_id="r", timestamp_ms=1
     )
     assert left == {"type": "user_left", "channel_id": "r", "timestamp": 1, "user_id": "bob"}
-    sync = protocol.user_sync_frame([member], channel_id="r", user_id="bob", timestamp_ms=2)
+    sync = protocol.user_sync_frame(
+        [member], channel_id="r", user_id="bob", timestamp_ms=2, epoch="e1"
+    )
     assert sync["users"] == [{"user_id": "bob", "username": "Bob", "color": "#123456"}]
+    assert sync["epoch"] == "e1"
 
 
 @pytest.mark.parametrize(

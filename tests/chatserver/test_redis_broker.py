@@ -4,6 +4,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 
 from chatserver.broker.base import BrokerUnavailable
@@ -67,10 +68,11 @@ async def test_recent_keeps_the_newest_frame_per_message_within_the_window(
 ) -> None:
     now = int(time.time() * 1000)
     sent = {"author": "a", "keep_ms": 5000}
-    await broker.publish_recent("r", message_id="m1", data=b"h", timestamp_ms=now - 9000, **sent)
-    await broker.publish_recent("r", message_id="m2", data=b"x", timestamp_ms=now, **sent)
-    await broker.publish_recent("r", message_id="m2", data=b"xy", timestamp_ms=now + 1, **sent)
-    assert await broker.recent("r", since_ms=now - 5000, limit=10, max_bytes=1000) == [b"xy"]
+    for message_id, text, at in (("m1", "h", now - 9000), ("m2", "x", now), ("m2", "xy", now + 1)):
+        data = orjson.dumps({"payload": text})
+        await broker.publish_recent("r", message_id=message_id, data=data, timestamp_ms=at, **sent)
+    replay = await broker.replay("r", since=None, since_ms=now - 5000, limit=10, max_bytes=1000)
+    assert replay.frames == [b'{"payload":"xy","offset":3}']
 
 
 async def test_presence_set_list_remove_and_sweep(broker: RedisBroker) -> None:

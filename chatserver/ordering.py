@@ -1,0 +1,129 @@
+"""One room's chat frames in order, in this process, by their offsets (``broker.offsets``).
+
+Frames arrive from the broker in publication order unless this process missed some: its
+subscriber was away, or followed the master to another server. :class:`RoomOrder` passes
+each frame that follows the last one delivered, drops one it already delivered, and on a
+gap (or a frame of another epoch) holds everything back until the hub has read the range
+from the room's history (:meth:`RoomOrder.recovered`).
+
+A failover to a replica that lacked the newest frames makes the new master number other
+frames with offsets this process already delivered. It remembers a digest of the last
+:data:`REMEMBERED` frames it delivered, so a recovery read that starts that far back finds
+the frames it never saw under offsets it had, and delivers them too.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from chatserver.broker.offsets import Entry, History
+from chatserver.protocol import StreamPosition
+
+REMEMBERED = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """What a history read gave: frames to deliver now (in order: the ``read`` first
+    ones from the history, then those held back meanwhile), whether some frames are gone
+    for good (``lost``: the history no longer held them, or the room's epoch changed),
+    and whether a frame held back opened a new gap (read again)."""
+
+    frames: list[Entry]
+    read: int
+    lost: bool
+    again: bool
+
+
+@dataclass
+class RoomOrder:
+    position: StreamPosition | None = None
+    """The last frame delivered."""
+    seed: StreamPosition | None = None
+    """The room's top when a client joined here before any frame arrived: where a
+    recovery starts if the subscriber drops before the first frame."""
+    recovering: bool = False
+    held: list[Entry] = field(default_factory=list)
+    digests: OrderedDict[int, int] = field(default_factory=OrderedDict)
+
+    def accept(self, entry: Entry) -> list[Entry] | None:
+        """The frames to deliver now; None when ``entry`` opens a gap (it is held back:
+        read the history after :meth:`reference`, then call :meth:`recovered`)."""
+        if self.recovering:
+            self.held.append(entry)
+            return []
+        at = entry.position
+        if self.position is None:
+            seed = self.seed
+            if seed is None or (at.epoch == seed.epoch and at.offset <= seed.offset + 1):
+                self._delivered(entry)
+                return [entry]
+        last = self.position or self.seed
+        assert last is not None
+        if at.epoch == last.epoch:
+            if at.offset <= last.offset:
+                return []  # delivered already (a recovery read it first)
+            if at.offset == last.offset + 1:
+                self._delivered(entry)
+                return [entry]
+        self.recovering = True
+        self.held.append(entry)
+        return None
+
+    def resync(self) -> bool:
+        """Start a recovery (the subscriber came back): False when there is nothing to
+        recover from (no frame delivered, no seed) or one is under way."""
+        if self.recovering or (self.position is None and self.seed is None):
+            return False
+        self.recovering = True
+        return True
+
+    def reference(self) -> StreamPosition:
+        """Where the recovery read starts: :data:`REMEMBERED` frames before the last
+        delivered, to find frames renumbered under offsets it had."""
+        last = self.position or self.seed
+        assert last is not None
+        return StreamPosition(last.epoch, max(0, last.offset - REMEMBERED))
+
+    def recovered(self, history: History) -> Recovered:
+        last = self.position or self.seed
+        assert last is not None
+        top = history.top
+        if top.epoch != last.epoch:
+            frames = list(history.entries)  # the room's new history: all of it is news
+        else:
+            frames = [
+                e
+                for e in history.entries
+                if e.position.offset > last.offset
+                or self.digests.get(e.position.offset, hash(e.frame)) != hash(e.frame)
+            ]
+        lost = not history.complete or top.epoch != last.epoch
+        self.position = top  # the history's numbering holds from here on
+        self.digests.clear()
+        for entry in frames:
+            self._remember(entry)
+        read = len(frames)
+        held, self.held = self.held, []
+        self.recovering = False
+        again = False
+        for entry in held:
+            if again:
+                self.held.append(entry)
+                continue
+            ready = self.accept(entry)
+            if ready is None:
+                again = True
+            else:
+                frames.extend(ready)
+        return Recovered(frames, read, lost, again)
+
+    def _delivered(self, entry: Entry) -> None:
+        self.position = entry.position
+        self._remember(entry)
+
+    def _remember(self, entry: Entry) -> None:
+        self.digests[entry.position.offset] = hash(entry.frame)
+        while len(self.digests) > REMEMBERED:
+            self.digests.popitem(last=False)

@@ -1,0 +1,315 @@
+"""Offsets: every chat frame numbered per room under the room's epoch, on both brokers;
+a resume gets exactly the frames after its position; the hub fills gaps from the room's
+history, in order, none twice, and says so when the history no longer holds them."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+
+from chatserver.broker import offsets
+from chatserver.broker.base import Broker
+from chatserver.broker.memory_broker import MemoryBroker
+from chatserver.broker.offsets import Entry, History
+from chatserver.broker.redis_broker import RedisBroker
+from chatserver.hub import Hub
+from chatserver.metrics import Metrics
+from chatserver.ordering import RoomOrder
+from chatserver.protocol import StreamPosition
+from chatserver.wire import Outgoing
+from tests.fixtures.processes import RedisProcess
+
+KEEP_MS = 5000
+
+
+def payloads(frames: list[bytes]) -> list[str]:
+    return [orjson.loads(f)["payload"] for f in frames]
+
+
+@dataclasses.dataclass
+class Stream:
+    """One broker, subscribed to rooms ``r`` and ``s``, with what it delivered."""
+
+    broker: Broker
+    got: list[tuple[str, bytes]]
+
+    async def publish(self, text: str, *, room: str = "r", at: int | None = None) -> None:
+        now = int(time.time() * 1000) if at is None else at
+        assert await self.broker.publish_recent(
+            room,
+            author="a",
+            message_id=f"m-{text}",
+            data=orjson.dumps({"type": "chat", "user_id": "a", "timestamp": now, "payload": text}),
+            timestamp_ms=now,
+            keep_ms=KEEP_MS,
+        )
+
+    async def entries(self, room: str = "r") -> list[Entry]:
+        await asyncio.sleep(0.2)
+        out = [offsets.unpack(data) for channel, data in self.got if channel == room]
+        return [e for e in out if e is not None]
+
+    async def replay(
+        self, since: StreamPosition | None, limit: int = 100
+    ) -> tuple[bool, list[str]]:
+        since_ms = int(time.time() * 1000) - KEEP_MS
+        replay = await self.broker.replay(
+            "r", since=since, since_ms=since_ms, limit=limit, max_bytes=100_000
+        )
+        return replay.resumed, payloads(replay.frames)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def stream(request: pytest.FixtureRequest) -> AsyncIterator[Stream]:
+    if request.param == "memory":
+        broker: Broker = MemoryBroker()
+    else:
+        redis_server: RedisProcess = request.getfixturevalue("redis_server")
+        broker = RedisBroker(redis_server.url, password=None, metrics=Metrics())
+    got: list[tuple[str, bytes]] = []
+    broker.set_handler(lambda channel, data: got.append((channel, data)))
+    await broker.start()
+    try:
+        for _ in range(100):
+            if (await broker.checks())["pubsub"]:
+                break
+            await asyncio.sleep(0.05)
+        await broker.subscribe("r")
+        await broker.subscribe("s")
+        yield Stream(broker, got)
+    finally:
+        await broker.close()
+
+
+async def test_offsets_grow_by_one_per_room_under_one_epoch(stream: Stream) -> None:
+    for text in ("a", "b", "c"):
+        await stream.publish(text)
+    await stream.publish("x", room="s")
+    r, s = await stream.entries("r"), await stream.entries("s")
+    assert [e.position.offset for e in r] == [1, 2, 3]
+    assert [e.position.offset for e in s] == [1]
+    assert len({e.position.epoch for e in r}) == 1
+    assert r[0].position.epoch != s[0].position.epoch  # each room its own stream
+    for entry in r:  # clients get the offset in the frame itself
+        assert orjson.loads(entry.frame)["offset"] == entry.position.offset
+
+
+async def test_a_resume_gets_exactly_the_frames_after_it_that_are_on_screen(
+    stream: Stream,
+) -> None:
+    now = int(time.time() * 1000)
+    await stream.publish("faded", at=now - KEEP_MS - 1000)
+    for text in ("a", "b", "c", "d"):
+        await stream.publish(text)
+    epoch = (await stream.entries())[0].position.epoch
+    assert await stream.replay(StreamPosition(epoch, 2)) == (True, ["b", "c", "d"])
+    assert await stream.replay(StreamPosition(epoch, 0)) == (True, ["a", "b", "c", "d"])
+    assert await stream.replay(StreamPosition(epoch, 5)) == (True, [])
+    # What is on screen instead: another epoch, a position ahead of the room's, too much.
+    on_screen = (False, ["a", "b", "c", "d"])
+    assert await stream.replay(StreamPosition("another", 2)) == on_screen
+    assert await stream.replay(StreamPosition(epoch, 9)) == on_screen
+    assert await stream.replay(StreamPosition(epoch, 1), limit=2) == (False, ["c", "d"])
+    assert await stream.replay(None) == on_screen
+
+
+async def test_a_range_the_cap_pushed_out_is_not_resumed(
+    stream: Stream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(offsets, "HISTORY_CAP", 3)
+    for text in ("a", "b", "c", "d", "e", "f"):
+        await stream.publish(text)
+    epoch = (await stream.entries())[0].position.epoch
+    assert await stream.replay(StreamPosition(epoch, 3)) == (True, ["d", "e", "f"])
+    resumed, _ = await stream.replay(StreamPosition(epoch, 2))
+    assert not resumed
+    since_ms = int(time.time() * 1000) - KEEP_MS
+    whole = await stream.broker.history("r", after=StreamPosition(epoch, 3), since_ms=since_ms)
+    cut = await stream.broker.history("r", after=StreamPosition(epoch, 1), since_ms=since_ms)
+    assert [e.position.offset for e in whole.entries] == [4, 5, 6]
+    assert whole.complete
+    assert whole.top == StreamPosition(epoch, 6)
+    assert [e.position.offset for e in cut.entries] == [4, 5, 6]
+    assert not cut.complete
+    other = await stream.broker.history("r", after=StreamPosition("old", 5), since_ms=since_ms)
+    assert [e.position.offset for e in other.entries] == [4, 5, 6]  # all of the new epoch
+    assert not other.complete
+
+
+async def test_a_redis_restart_without_persistence_starts_a_new_epoch(
+    redis_server: RedisProcess,
+) -> None:
+    broker = RedisBroker(redis_server.url, password=None, metrics=Metrics())
+    await broker.start()
+    try:
+        since_ms = int(time.time() * 1000) - KEEP_MS
+        before = await broker.replay("r", since=None, since_ms=since_ms, limit=9, max_bytes=999)
+        redis_server.stop()
+        redis_server.start()
+        for _ in range(50):
+            try:
+                after = await broker.history("r", after=before.top, since_ms=since_ms)
+                break
+            except Exception:
+                await asyncio.sleep(0.1)
+        assert after.top.epoch != before.top.epoch
+        assert not after.complete
+    finally:
+        await broker.close()
+
+
+# --- the hub: gaps, resyncs, lost history ------------------------------------------------
+
+
+@dataclasses.dataclass
+class Receiver:
+    conn_id: str
+    user_id: str
+    frames: list[dict[str, object]] = dataclasses.field(default_factory=list)
+
+    def offer(self, message: Outgoing) -> bool:
+        self.frames.append(orjson.loads(message.text))
+        return True
+
+    def overflow(self) -> None:
+        raise AssertionError("not expected")
+
+    def chats(self) -> list[tuple[object, object]]:
+        return [(f["offset"], f["payload"]) for f in self.frames if f["type"] == "chat"]
+
+
+@dataclasses.dataclass
+class Lossy:
+    """A memory broker whose deliveries to the hub can be cut, as a subscriber's are
+    while it is away."""
+
+    broker: MemoryBroker
+    hub: Hub
+    metrics: Metrics
+    dropping: bool = False
+
+    @classmethod
+    async def start(cls) -> tuple[Lossy, Receiver]:
+        broker, metrics = MemoryBroker(), Metrics()
+        hub = Hub(broker, metrics, fade_ms=KEEP_MS)
+        lossy = cls(broker, hub, metrics)
+        deliver = broker._handler
+        assert deliver is not None
+        broker.set_handler(lambda c, d: None if lossy.dropping else deliver(c, d))
+        bob = Receiver("1", "bob")
+        await hub.join("r", bob)
+        return lossy, bob
+
+    async def publish(self, *texts: str) -> None:
+        for text in texts:
+            now = int(time.time() * 1000)
+            frame = {"type": "chat", "user_id": "a", "timestamp": now, "payload": text}
+            await self.broker.publish_recent(
+                "r",
+                author="a",
+                message_id=f"m-{text}",
+                data=orjson.dumps(frame),
+                timestamp_ms=now,
+                keep_ms=KEEP_MS,
+            )
+            await asyncio.sleep(0)  # the memory broker delivers on the next loop turn
+
+    async def settle(self) -> None:
+        await asyncio.sleep(0.05)
+
+
+async def test_a_gap_is_filled_from_the_history_in_order_none_twice() -> None:
+    lossy, bob = await Lossy.start()
+    await lossy.publish("a")
+    lossy.dropping = True
+    await lossy.publish("b", "c")
+    lossy.dropping = False
+    await lossy.publish("d")
+    await lossy.settle()
+    assert bob.chats() == [(1, "a"), (2, "b"), (3, "c"), (4, "d")]
+    # b, c and d came from the history: d, which revealed the gap, was held back while
+    # the history was read (it holds d already), and its live copy dropped.
+    assert lossy.metrics.frames_recovered._value.get() == 3
+    # A frame delivered again (a recovery read it first) is not shown twice.
+    entry = next(iter(lossy.broker._streams["r"].history().values()))
+    lossy.broker._deliver("r", offsets.pack(entry.position, entry.timestamp_ms, entry.frame))
+    await lossy.publish("e")
+    await lossy.settle()
+    assert bob.chats()[-2:] == [(4, "d"), (5, "e")]
+    assert not [f for f in bob.frames if f["type"] == "frames_missed"]
+    await lossy.hub.close()
+
+
+async def test_after_a_resync_the_frames_missed_meanwhile_arrive() -> None:
+    """The subscriber was away (nothing more is published after it is back): the resync
+    alone brings what was missed."""
+    lossy, bob = await Lossy.start()
+    await lossy.publish("a")
+    lossy.dropping = True
+    await lossy.publish("b", "c")
+    lossy.dropping = False
+    lossy.broker._resync()
+    await lossy.settle()
+    assert bob.chats() == [(1, "a"), (2, "b"), (3, "c")]
+    await lossy.hub.close()
+
+
+async def test_frames_the_history_no_longer_holds_are_announced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(offsets, "HISTORY_CAP", 2)
+    lossy, bob = await Lossy.start()
+    await lossy.publish("a")
+    lossy.dropping = True
+    await lossy.publish("b", "c", "d", "e")
+    lossy.dropping = False
+    await lossy.publish("f")
+    await lossy.settle()
+    missed = [f for f in bob.frames if f["type"] == "frames_missed"]
+    assert [(f["reason"], f["channel_id"]) for f in missed] == [("history_lost", "r")]
+    assert bob.chats() == [(1, "a"), (5, "e"), (6, "f")]
+    assert lossy.metrics.history_lost._value.get() == 1
+    await lossy.hub.close()
+
+
+def entry(epoch: str, offset: int, text: str) -> Entry:
+    return Entry(StreamPosition(epoch, offset), 0, orjson.dumps({"payload": text}))
+
+
+def test_a_new_epoch_is_a_loss_and_all_of_its_history_is_news() -> None:
+    order = RoomOrder()
+    for n in (1, 2):
+        assert order.accept(entry("e1", n, str(n))) == [entry("e1", n, str(n))]
+    assert order.accept(entry("e2", 2, "new 2")) is None  # held back
+    history = History(
+        StreamPosition("e2", 2), [entry("e2", 1, "new 1"), entry("e2", 2, "new 2")], False
+    )
+    result = order.recovered(history)
+    assert [payloads([e.frame]) for e in result.frames] == [["new 1"], ["new 2"]]
+    assert result.lost
+    assert not result.again
+    assert order.accept(entry("e2", 3, "new 3")) == [entry("e2", 3, "new 3")]
+
+
+def test_frames_a_lagging_replica_renumbered_are_delivered_after_a_failover() -> None:
+    """The old master numbered 3 and 4; the replica that took over had only 1 and 2, and
+    numbered another frame 3. This process delivered the old 3 and 4: the new 3 has an
+    offset it had, but not its frame."""
+    order = RoomOrder()
+    for n, text in ((1, "a"), (2, "b"), (3, "old c"), (4, "old d")):
+        order.accept(entry("e1", n, text))
+    assert order.resync()
+    history = History(
+        StreamPosition("e1", 3),
+        [entry("e1", 1, "a"), entry("e1", 2, "b"), entry("e1", 3, "new c")],
+        True,
+    )
+    result = order.recovered(history)
+    assert [e.frame for e in result.frames] == [entry("e1", 3, "new c").frame]
+    assert not result.lost
+    assert order.accept(entry("e1", 4, "new d")) == [entry("e1", 4, "new d")]
