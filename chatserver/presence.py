@@ -13,10 +13,8 @@ import contextlib
 import logging
 import time
 
-import orjson
-
 from chatserver.broker.base import BrokerUnavailable, PresenceStore
-from chatserver.protocol import FrameType, Member, presence_frame
+from chatserver.protocol import FrameType, Member, encode_bytes, presence_frame
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +88,7 @@ class Presence:
                 frame = presence_frame(
                     FrameType.USER_LEFT, member=member, channel_id=channel, timestamp_ms=now
                 )
-                await self._broker.publish(channel, orjson.dumps(frame))
+                await self._broker.publish(channel, encode_bytes(frame))
 
     def wake(self) -> None:
         """Beat now: the broker is back after an outage and may have lost every record

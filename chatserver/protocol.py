@@ -12,6 +12,7 @@ import enum
 import math
 import re
 import unicodedata
+import uuid
 from typing import Any, Final
 
 import orjson
@@ -100,7 +101,7 @@ class Identity:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ChatFrame:
-    message_id: str | None
+    message_id: str  # the client's, or one the server assigned
     payload: str
     position: Position | None
 
@@ -200,7 +201,7 @@ def parse_client_frame(text: str, *, identity: Identity, max_payload_bytes: int)
     _check_identity(data, identity, message_id)
     if kind == FrameType.CHAT:
         return ChatFrame(
-            message_id=message_id,
+            message_id=message_id or uuid.uuid4().hex,
             payload=_payload(data.get("payload"), max_payload_bytes, message_id),
             position=_position(data.get("position"), message_id),
         )
@@ -297,6 +298,11 @@ def _position(value: object, message_id: str | None) -> Position | None:
 
 def encode(frame: dict[str, Any]) -> str:
     return orjson.dumps(frame).decode("utf-8")
+
+
+def encode_bytes(frame: dict[str, Any]) -> bytes:
+    """A frame as the broker carries it (UTF-8 JSON)."""
+    return orjson.dumps(frame)
 
 
 def chat_frame(

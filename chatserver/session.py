@@ -369,8 +369,6 @@ class Session:
             frame = protocol.parse_client_frame(
                 text, identity=self.identity, max_payload_bytes=rt.settings.max_message_size
             )
-            if isinstance(frame, protocol.ChatFrame) and frame.message_id is None:
-                frame = dataclasses.replace(frame, message_id=uuid.uuid4().hex)
             await self._handle(frame)
         except ProtocolError as exc:
             close_code = CLOSE_TRY_LATER if exc.code == ErrorCode.RATE_LIMITED else CLOSE_POLICY
@@ -385,7 +383,7 @@ class Session:
     async def _handle(self, frame: protocol.ClientFrame) -> None:
         rt, channel = self.rt, self.identity.channel_id
         if isinstance(frame, protocol.ChatFrame):
-            message_id = frame.message_id or uuid.uuid4().hex
+            message_id = frame.message_id
             if message_id not in self._seen:
                 await self._check_rate(message_id)
                 self._seen[message_id] = None
@@ -399,7 +397,7 @@ class Session:
                 channel,
                 author=self.user_id,
                 message_id=message_id,
-                data=orjson.dumps(out),
+                data=protocol.encode_bytes(out),
                 timestamp_ms=timestamp,
                 keep_ms=int(rt.settings.message_fade_seconds * 1000),
             )
@@ -437,7 +435,7 @@ class Session:
         frame = protocol.presence_frame(
             kind, member=self.member, channel_id=self.identity.channel_id, timestamp_ms=now_ms()
         )
-        await self.rt.broker.publish(self.identity.channel_id, orjson.dumps(frame))
+        await self.rt.broker.publish(self.identity.channel_id, protocol.encode_bytes(frame))
 
     def _send_error(self, code: ErrorCode, message: str, *, message_id: str | None = None) -> None:
         self.rt.metrics.frames_rejected.labels(code.value).inc()

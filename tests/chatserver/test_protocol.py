@@ -1,5 +1,6 @@
 import json
 import math
+import re
 
 import pytest
 
@@ -38,7 +39,14 @@ def test_chat_frame_of_the_original_client() -> None:
 
 
 def test_minimal_chat_frame() -> None:
-    assert parse({"type": "chat"}) == ChatFrame(None, "", None)
+    minimal = parse({"type": "chat"})
+    assert isinstance(minimal, ChatFrame)
+    assert (minimal.payload, minimal.position) == ("", None)
+    # Without a message_id the server assigns one, a new one each time.
+    assert re.fullmatch(r"[0-9a-f]{32}", minimal.message_id)
+    again = parse({"type": "chat"})
+    assert isinstance(again, ChatFrame)
+    assert again.message_id != minimal.message_id
 
 
 def test_presence_changes() -> None:
@@ -108,9 +116,8 @@ def test_bad_frames_are_refused_with_a_stable_code(raw: str, code: ErrorCode) ->
 
 
 def test_payload_limit_counts_utf8_bytes() -> None:
-    assert parse({"type": "chat", "payload": "é" * 50}, limit=100) == ChatFrame(
-        None, "é" * 50, None
-    )
+    frame = {"type": "chat", "message_id": "m1", "payload": "é" * 50}
+    assert parse(frame, limit=100) == ChatFrame("m1", "é" * 50, None)
     with pytest.raises(ProtocolError) as info:
         parse({"type": "chat", "message_id": "m1", "payload": "é" * 51}, limit=100)
     assert info.value.code == ErrorCode.PAYLOAD_TOO_LARGE
@@ -125,7 +132,7 @@ def test_lone_surrogates_do_not_crash() -> None:
 
 def test_server_frames_are_stamped_and_carry_only_known_fields() -> None:
     out = protocol.chat_frame(
-        ChatFrame(None, "hi", Position(1, 2)), identity=ME, message_id="m", timestamp_ms=5
+        ChatFrame("m", "hi", Position(1, 2)), identity=ME, message_id="m", timestamp_ms=5
     )
     assert out == {
         "type": "chat",
