@@ -23,13 +23,17 @@ def create_store(settings: Settings, broker: Broker | None = None) -> AccountSto
         return MemoryAccountStore()
     from chatserver.accounts.redis_store import RedisAccountStore
     from chatserver.broker import redis_url
-    from chatserver.broker.redis_broker import RedisBroker, connect
+    from chatserver.broker.redis_broker import RedisBroker
+    from chatserver.broker.redis_connection import connect
 
     url = settings.redis_url.get_secret_value()
+    follower = broker.follower if isinstance(broker, RedisBroker) else None
     client = connect(
         url,
         password=read_secret(settings.redis_password, settings.redis_password_file),
         timeout_s=settings.redis_timeout_seconds,
-        follower=broker.follower if isinstance(broker, RedisBroker) else None,
+        follower=follower,
     )
-    return RedisAccountStore(client, replicated=redis_url.scheme(url) == "redis+sentinel")
+    return RedisAccountStore(
+        client, replicated=redis_url.scheme(url) == "redis+sentinel", follower=follower
+    )

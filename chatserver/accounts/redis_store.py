@@ -27,7 +27,8 @@ from chatserver.accounts.model import (
     fold,
 )
 from chatserver.accounts.store import AdmissionFacts
-from chatserver.broker.redis_broker import close_client
+from chatserver.broker.redis_connection import OUTAGE, close_client, not_a_master
+from chatserver.broker.sentinel_follower import MasterFollower
 
 PREFIX = "asocial:"
 PUBLIC_ROOMS_SHOWN = 500
@@ -194,11 +195,17 @@ def _settings(raw: Any) -> RoomSettings:
 
 
 class RedisAccountStore:
-    """The durable store; every Redis failure becomes ``Unavailable`` (HTTP 503)."""
+    """The durable store; every Redis failure becomes ``Unavailable`` (HTTP 503). Behind
+    Sentinel, a refused write (``READONLY``: the server is no longer the master) or a
+    server that stops answering has the ``follower`` ask the sentinels where the master
+    is, as the broker's commands do, so the next write goes there."""
 
-    def __init__(self, client: Redis, *, replicated: bool) -> None:
+    def __init__(
+        self, client: Redis, *, replicated: bool, follower: MasterFollower | None = None
+    ) -> None:
         self._redis = client
         self._replicated = replicated
+        self._follower = follower
         self._create = client.register_script(_CREATE)
         self._rename = client.register_script(_RENAME)
         self._delete = client.register_script(_DELETE)
@@ -214,6 +221,9 @@ class RedisAccountStore:
             if write and self._replicated:
                 await self._redis.wait(1, REPLICA_WAIT_MS)
         except (RedisError, OSError, TimeoutError) as exc:
+            moved = isinstance(exc, OUTAGE) or (isinstance(exc, RedisError) and not_a_master(exc))
+            if moved and self._follower is not None:
+                self._follower.recheck()
             raise Unavailable("accounts are unavailable right now; try again shortly") from exc
         return result
 

@@ -44,20 +44,21 @@ from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from chatserver.broker import offsets, redis_url
+from chatserver.broker import offsets
 from chatserver.broker.base import RECENT_CAP, Broker, BrokerUnavailable, Replay
 from chatserver.broker.offsets import Entry, History
+from chatserver.broker.redis_connection import (
+    OUTAGE,
+    close_client,
+    connect,
+    follower_for,
+    not_a_master,
+)
 from chatserver.broker.sent_log import Sent, SentLog
-from chatserver.broker.sentinel_follower import Address, FollowingPool, MasterFollower
+from chatserver.broker.sentinel_follower import Address
 from chatserver.metrics import Metrics
 from chatserver.protocol import Member, StreamPosition
 
@@ -79,9 +80,6 @@ REPUBLISH_DELAY_S = 0.3
 REPUBLISH_WAIT_S = 3.0
 # The subscriber waits this long for a frame before it looks whether the master moved.
 READ_WAIT_S = 0.25
-_OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
-# Errors of a server that is (no longer) a master fit to write to.
-_NOT_A_MASTER = ("READONLY", "NOREPLICAS")
 
 # The age (ms) of a packed history entry: "<epoch> <offset> <ms>\n<frame>".
 _ENTRY_MS = "tonumber(string.match(m, '^%S+ %d+ (%d+)'))"
@@ -313,64 +311,6 @@ def _server_of(pubsub: PubSub) -> str:
     if connection is None:
         return "?"
     return f"{getattr(connection, 'host', '?')}:{getattr(connection, 'port', '?')}"
-
-
-def follower_for(url: str, *, password: str | None) -> MasterFollower | None:
-    """The master follower a redis+sentinel:// URL needs (None for other URLs)."""
-    if redis_url.scheme(url) != "redis+sentinel":
-        return None
-    return MasterFollower(redis_url.parse_sentinel(url), password=password)
-
-
-def connect(
-    url: str,
-    *,
-    password: str | None,
-    timeout_s: float = 1.0,
-    follower: MasterFollower | None = None,
-) -> aioredis.Redis:
-    """A client for a redis://, rediss:// or redis+sentinel:// URL (raises RedisURLError).
-    Behind Sentinel, pass the process's ``follower`` so that this client goes where the
-    others go (see ``sentinel_follower``)."""
-    options: dict[str, Any] = {
-        "socket_connect_timeout": 2.0,
-        "socket_timeout": timeout_s,
-        "socket_keepalive": True,
-        "health_check_interval": 10,
-        "client_name": "asocial-chat",
-        "retry": Retry(NoBackoff(), 1),
-        # Named, not left to the default: redis-py before 5.1 retried only the errors
-        # listed here, so the first command after a restart failed on a dead pooled socket.
-        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
-    }
-    if redis_url.scheme(url) == "redis+sentinel":
-        target = redis_url.parse_sentinel(url)
-        secret = target.password or password
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            target.sentinels,
-            sentinel_kwargs={"password": secret, "socket_connect_timeout": 2.0},
-            **options,
-        )
-        extra: dict[str, Any] = (
-            {"connection_pool_class": FollowingPool, "follower": follower} if follower else {}
-        )
-        master: aioredis.Redis = sentinel.master_for(
-            target.service, password=secret, username=target.username, db=target.db, **extra
-        )
-        return master
-    client: aioredis.Redis = aioredis.Redis.from_url(url, **options)
-    if password and not client.connection_pool.connection_kwargs.get("password"):
-        client.connection_pool.connection_kwargs["password"] = password
-    return client
-
-
-async def close_client(client: aioredis.Redis) -> None:
-    """Close a client of :func:`connect`, with the connections to the sentinels its pool
-    asked for the master, if any."""
-    await client.aclose()
-    manager = getattr(client.connection_pool, "sentinel_manager", None)
-    for sentinel in getattr(manager, "sentinels", []):
-        await sentinel.aclose()
 
 
 class RedisBroker(Broker):
@@ -726,12 +666,12 @@ class RedisBroker(Broker):
             raise BrokerUnavailable("redis is not answering")
         try:
             return await awaitable
-        except _OUTAGE as exc:
+        except OUTAGE as exc:
             self._mark_down()
             self._ask_sentinels()
             raise BrokerUnavailable(f"redis unavailable: {type(exc).__name__}") from exc
         except RedisError as exc:
-            if str(exc).startswith(_NOT_A_MASTER):
+            if not_a_master(exc):
                 self._ask_sentinels()
             raise BrokerUnavailable(f"redis error: {type(exc).__name__}") from exc
 

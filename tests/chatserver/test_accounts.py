@@ -15,7 +15,7 @@ from chatserver.accounts.service import AccountService
 from chatserver.accounts.store import AccountStore, MemoryAccountStore
 from chatserver.auth import Principal
 from chatserver.broker.memory_broker import MemoryBroker
-from chatserver.broker.redis_broker import connect
+from chatserver.broker.redis_connection import connect
 from tests.fixtures.processes import RedisProcess
 
 

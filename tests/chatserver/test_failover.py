@@ -19,8 +19,11 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidHandshake
 
+from chatserver.accounts.model import Unavailable
+from chatserver.accounts.redis_store import RedisAccountStore
 from chatserver.broker import offsets
-from chatserver.broker.redis_broker import RedisBroker, close_client, connect
+from chatserver.broker.redis_broker import RedisBroker
+from chatserver.broker.redis_connection import close_client, connect
 from chatserver.broker.redis_url import SentinelTarget
 from chatserver.broker.sentinel_follower import Address, MasterFollower
 from chatserver.metrics import Metrics
@@ -272,3 +275,33 @@ async def test_a_frame_the_old_master_took_after_the_others_left_is_published_ag
     finally:
         await writer.close()
         await watcher.close()
+
+
+class Rechecks:
+    """Stands in for the process's master follower: counts the calls to look again."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def recheck(self) -> None:
+        self.count += 1
+
+
+async def test_an_account_write_refused_as_readonly_makes_the_process_look_for_the_master(
+    replicated: Replicated,
+) -> None:
+    """A replica answers an account write with READONLY (the master moved while this
+    process still wrote to the old one): the write fails as Unavailable, and the process
+    asks the sentinels at once, as for the broker's own commands."""
+    replica = next(p for p in replicated.ports if p != replicated.master())
+    client = connect(f"redis://127.0.0.1:{replica}/0", password=None)
+    rechecks = Rechecks()
+    store = RedisAccountStore(client, replicated=False, follower=rechecks)  # type: ignore[arg-type]
+    try:
+        assert await store.revoked_before("someone") == 0  # reads are fine on a replica
+        assert rechecks.count == 0
+        with pytest.raises(Unavailable):
+            await store.revoke("someone", 1)
+        assert rechecks.count == 1
+    finally:
+        await store.close()

@@ -6,9 +6,11 @@ from collections.abc import AsyncIterator
 
 import orjson
 import pytest
+from redis.exceptions import ReadOnlyError, RedisError, ResponseError
 
 from chatserver.broker.base import BrokerUnavailable
 from chatserver.broker.redis_broker import RedisBroker, _chan
+from chatserver.broker.redis_connection import not_a_master
 from chatserver.broker.redis_url import RedisURLError, parse_sentinel, scheme
 from chatserver.metrics import Metrics
 from chatserver.protocol import Member
@@ -129,3 +131,24 @@ async def test_refresh_extends_existing_records_and_never_revives_removed_ones(
     assert missing == [("r2", "c2")]
     assert await broker.presence_list("r1", now_ms=now + 30_000) == [Member("a")]
     assert await broker.presence_list("r2", now_ms=now + 30_000) == []
+
+
+@pytest.mark.parametrize(
+    ("error", "moved"),
+    [
+        (ReadOnlyError("You can't write against a read only replica."), True),
+        (ResponseError("NOREPLICAS Not enough good replicas to write."), True),
+        (
+            ResponseError(
+                "Error running script (call to f_1): @user_script:3: "
+                "READONLY You can't write against a read only replica."
+            ),
+            True,
+        ),
+        (ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), False),
+    ],
+)
+def test_a_refused_write_is_told_apart_from_other_errors(error: RedisError, moved: bool) -> None:
+    """READONLY arrives as redis-py's ReadOnlyError without its code, or inside a
+    script's error: both mean the master may have moved."""
+    assert not_a_master(error) is moved

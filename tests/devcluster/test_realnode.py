@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures import processes
 from tests.fixtures.devcluster import DEVCLUSTER, KUBECONFIG_ENV, Kubectl, devcluster
 
 pytestmark = pytest.mark.devcluster
@@ -74,18 +75,8 @@ def get(kubectl: Kubectl, ns: str, kind: str, name: str) -> dict[str, Any]:
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except AssertionError as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}: {last}")
+    """``processes.wait_for``, polling every half second."""
+    return processes.wait_for(check, what, timeout, tolerate=(AssertionError,), interval=0.5)
 
 
 def ready(kubectl: Kubectl, ns: str, name: str, timeout: float = 90) -> dict[str, Any]:
