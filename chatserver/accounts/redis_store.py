@@ -28,9 +28,9 @@ from chatserver.accounts.model import (
 )
 from chatserver.accounts.store import AdmissionFacts
 from chatserver.broker.redis_connection import OUTAGE, close_client, not_a_master
+from chatserver.broker.redis_keys import PREFIX
 from chatserver.broker.sentinel_follower import MasterFollower
 
-PREFIX = "asocial:"
 PUBLIC_ROOMS_SHOWN = 500
 REPLICA_WAIT_MS = 100
 

@@ -47,7 +47,7 @@ import orjson
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from chatserver.broker import offsets
+from chatserver.broker import offsets, redis_keys
 from chatserver.broker.base import RECENT_CAP, Broker, BrokerUnavailable, Replay
 from chatserver.broker.offsets import Entry, History
 from chatserver.broker.redis_connection import (
@@ -57,6 +57,7 @@ from chatserver.broker.redis_connection import (
     follower_for,
     not_a_master,
 )
+from chatserver.broker.redis_keys import CONTROL_CHANNEL, RoomKeys
 from chatserver.broker.sent_log import Sent, SentLog
 from chatserver.broker.sentinel_follower import Address
 from chatserver.metrics import Metrics
@@ -64,8 +65,6 @@ from chatserver.protocol import Member, StreamPosition
 
 log = logging.getLogger(__name__)
 
-PREFIX = "asocial"
-CONTROL_CHANNEL = f"{PREFIX}:control"
 SUBSCRIBE_WAIT_S = 2.0
 BACKOFF_BASE_S = 0.2
 BACKOFF_CAP_S = 5.0
@@ -263,25 +262,6 @@ class _MasterMoved(Exception):
     """The subscriber is on a server the sentinels no longer name as master."""
 
 
-def _chan(channel: str) -> str:
-    return f"{PREFIX}:chan:{channel}"
-
-
-class _RoomKeys:
-    """Every key of one room's chat frames, spelled once."""
-
-    __slots__ = ("channel", "history", "owners", "owners_ts", "recent", "recent_ts", "sequence")
-
-    def __init__(self, channel: str) -> None:
-        self.channel = _chan(channel)
-        self.recent = f"{PREFIX}:recent:{channel}"
-        self.recent_ts = f"{PREFIX}:recent-ts:{channel}"
-        self.owners = f"{PREFIX}:owners:{channel}"
-        self.owners_ts = f"{PREFIX}:owners-ts:{channel}"
-        self.sequence = f"{PREFIX}:seq:{channel}"
-        self.history = f"{PREFIX}:history:{channel}"
-
-
 def _entries(packed: list[bytes]) -> list[Entry]:
     out = []
     for data in packed:
@@ -383,7 +363,9 @@ class RedisBroker(Broker):
             self._moved = False
             try:
                 async with asyncio.timeout(RESUBSCRIBE_TIMEOUT_S):
-                    await pubsub.subscribe(CONTROL_CHANNEL, *map(_chan, self._channels))
+                    await pubsub.subscribe(
+                        CONTROL_CHANNEL, *map(redis_keys.channel, self._channels)
+                    )
                 self._pubsub = pubsub
                 if attempt or moving:
                     log.info(
@@ -439,7 +421,7 @@ class RedisBroker(Broker):
         )
 
     async def _read(self, pubsub: PubSub) -> None:
-        prefix_len = len(_chan(""))
+        prefix_len = len(redis_keys.channel(""))
         while True:
             if self._moved:
                 raise _MasterMoved
@@ -472,7 +454,7 @@ class RedisBroker(Broker):
         if pubsub is None:
             raise BrokerUnavailable("redis subscriber is not connected")
         try:
-            await pubsub.subscribe(_chan(channel))
+            await pubsub.subscribe(redis_keys.channel(channel))
             # Wait for Redis to confirm, so a frame published right after we return is seen.
             await asyncio.wait_for(event.wait(), timeout=SUBSCRIBE_WAIT_S)
         except (RedisError, OSError, TimeoutError) as exc:
@@ -484,7 +466,7 @@ class RedisBroker(Broker):
         pubsub = self._pubsub
         if pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
-                await pubsub.unsubscribe(_chan(channel))
+                await pubsub.unsubscribe(redis_keys.channel(channel))
 
     def _check_subscribed(self, channel: str) -> None:
         """Refuse to publish into a gap: while this process's subscription to the
@@ -498,7 +480,7 @@ class RedisBroker(Broker):
 
     async def publish(self, channel: str, data: bytes) -> None:
         self._check_subscribed(channel)
-        await self._call(self._client.publish(_chan(channel), data))
+        await self._call(self._client.publish(redis_keys.channel(channel), data))
 
     async def publish_recent(
         self,
@@ -518,7 +500,7 @@ class RedisBroker(Broker):
         return published
 
     def _publish_recent_script(self, sent: Sent) -> Awaitable[Any]:
-        room = _RoomKeys(sent.channel)
+        room = RoomKeys(sent.channel)
         keys = [
             room.recent,
             room.recent_ts,
@@ -575,7 +557,7 @@ class RedisBroker(Broker):
         limit: int,
         max_bytes: int,
     ) -> Replay:
-        room = _RoomKeys(channel)
+        room = RoomKeys(channel)
         keys = [room.sequence, room.history, room.recent, room.recent_ts]
         args: list[bytes | str | int] = [
             offsets.new_epoch(),
@@ -593,7 +575,7 @@ class RedisBroker(Broker):
         return Replay(position, list(reversed(values)), resumed=False)
 
     async def history(self, channel: str, *, after: StreamPosition, since_ms: int) -> History:
-        room = _RoomKeys(channel)
+        room = RoomKeys(channel)
         args: list[bytes | str | int] = [
             offsets.new_epoch(),
             offsets.SEQUENCE_TTL_MS,
@@ -611,7 +593,7 @@ class RedisBroker(Broker):
 
     @staticmethod
     def _presence_keys(channel: str) -> list[str]:
-        return [f"{PREFIX}:presence:{channel}", f"{PREFIX}:presence-exp:{channel}"]
+        return redis_keys.presence(channel)
 
     async def presence_set(
         self, channel: str, *, key: str, member: Member, expires_ms: int
@@ -650,7 +632,7 @@ class RedisBroker(Broker):
     # --- counters ------------------------------------------------------------------
 
     async def count(self, key: str, *, window_s: int) -> int:
-        name = f"{PREFIX}:count:{key}"
+        name = redis_keys.counter(key)
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.set(name, 0, ex=window_s, nx=True)
             pipe.incr(name)

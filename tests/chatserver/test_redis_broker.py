@@ -9,8 +9,9 @@ import pytest
 from redis.exceptions import ReadOnlyError, RedisError, ResponseError
 
 from chatserver.broker.base import BrokerUnavailable
-from chatserver.broker.redis_broker import RedisBroker, _chan
+from chatserver.broker.redis_broker import RedisBroker
 from chatserver.broker.redis_connection import not_a_master
+from chatserver.broker.redis_keys import channel as _chan
 from chatserver.broker.redis_url import RedisURLError, parse_sentinel, scheme
 from chatserver.metrics import Metrics
 from chatserver.protocol import Member
