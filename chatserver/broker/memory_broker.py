@@ -27,9 +27,9 @@ class _Stream:
     top: int = 0
     capped: int = 0
     used: float = 0.0
-    entries: OrderedDict[int, Entry] | None = None
+    entries: OrderedDict[int, tuple[int, Entry]] | None = None  # offset -> (ms, entry)
 
-    def history(self) -> OrderedDict[int, Entry]:
+    def history(self) -> OrderedDict[int, tuple[int, Entry]]:
         if self.entries is None:
             self.entries = OrderedDict()
         return self.entries
@@ -85,23 +85,25 @@ class MemoryBroker(Broker):
         stream = self._stream(channel)
         stream.top += 1
         position = StreamPosition(stream.epoch, stream.top)
-        frame = offsets.splice(data, stream.top)
+        wire = offsets.pack(data, position)
+        entry = offsets.unpack(wire)
+        assert entry is not None
         history = stream.history()
-        history[stream.top] = Entry(position, timestamp_ms, frame)
+        history[stream.top] = (timestamp_ms, entry)
         while history:
-            oldest, entry = next(iter(history.items()))
+            oldest, (ts, _) = next(iter(history.items()))
             if len(history) > offsets.HISTORY_CAP:
                 stream.capped = oldest
-            elif entry.timestamp_ms >= cutoff:
+            elif ts >= cutoff:
                 break
             history.popitem(last=False)
         key = recent_key(author, message_id)
         buffer = self._recent.setdefault(channel, OrderedDict())
         buffer.pop(key, None)
-        buffer[key] = (timestamp_ms, frame)
+        buffer[key] = (timestamp_ms, entry.frame)
         while buffer and (len(buffer) > RECENT_CAP or next(iter(buffer.values()))[0] < cutoff):
             buffer.popitem(last=False)
-        await self.publish(channel, offsets.pack(position, timestamp_ms, frame))
+        await self.publish(channel, wire)
         return True
 
     def _stream(self, channel: str) -> _Stream:
@@ -129,8 +131,8 @@ class MemoryBroker(Broker):
         if since is not None and _resumable(stream, since):
             frames = [
                 e.frame
-                for offset, e in stream.history().items()
-                if offset > since.offset and e.timestamp_ms > since_ms
+                for offset, (ts, e) in stream.history().items()
+                if offset > since.offset and ts > since_ms
             ]
             if len(frames) <= limit and sum(map(len, frames)) <= max_bytes:
                 return Replay(top, frames, resumed=True)
@@ -150,9 +152,7 @@ class MemoryBroker(Broker):
         top = StreamPosition(stream.epoch, stream.top)
         start = after.offset if after.epoch == stream.epoch else 0
         entries = [
-            e
-            for offset, e in stream.history().items()
-            if offset > start and e.timestamp_ms > since_ms
+            e for offset, (ts, e) in stream.history().items() if offset > start and ts > since_ms
         ]
         return History(top, entries, complete=_resumable(stream, after))
 

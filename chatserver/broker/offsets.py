@@ -6,10 +6,13 @@ without persistence, its keys gone); within one epoch offsets grow by one per fr
 a receiver that sees ``offset > last + 1`` knows exactly what it missed and reads that
 range from the history.
 
-On the broker's channel a chat frame travels as ``<epoch> <offset> <ms>\\n<frame>``: the
-header lets a process order and check frames without decoding them, and the frame itself
-already carries ``"offset"`` (spliced in before its closing brace), as clients receive it.
-Presence frames carry no header and no offset.
+On the broker's channel (and in the history) a chat frame is the frame clients receive
+with ``"offset":N,"epoch":"E"`` spliced in before its closing brace, always last: a
+process finds both at the end without decoding the frame (a user's text cannot hold an
+unescaped quote), strips the epoch, and delivers the rest. It stays plain JSON, so a
+server of the previous release, during a rolling upgrade, still delivers it (its clients
+ignore the two fields), and frames such a server publishes, without offsets, are
+delivered as they come. Presence frames carry neither field.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ class Entry:
     client receives (with ``offset`` in it)."""
 
     position: StreamPosition
-    timestamp_ms: int
     frame: bytes
 
 
@@ -54,20 +56,24 @@ def new_epoch() -> str:
     return secrets.token_hex(4)
 
 
-def splice(frame: bytes, offset: int) -> bytes:
-    """``frame`` (a JSON object) with ``"offset": offset`` added as its last field."""
-    return b'%s,"offset":%d}' % (frame[:-1], offset)
+_OFFSET = b',"offset":'
+_EPOCH = b',"epoch":"'
 
 
-def pack(position: StreamPosition, timestamp_ms: int, frame: bytes) -> bytes:
-    """The broker's form of a chat frame that already carries its offset."""
-    return b"%s %d %d\n%s" % (position.epoch.encode(), position.offset, timestamp_ms, frame)
+def pack(frame: bytes, position: StreamPosition) -> bytes:
+    """``frame`` (a JSON object) as the broker carries it: with its offset and epoch."""
+    return b'%s,"offset":%d,"epoch":"%s"}' % (frame[:-1], position.offset, position.epoch.encode())
 
 
 def unpack(data: bytes) -> Entry | None:
-    """The entry a packed message holds; None for a frame without a header (presence)."""
-    if data[:1] == b"{":
+    """The entry a chat frame with an offset holds (the frame without its epoch); None
+    for a frame without one (presence, or a chat frame of a server without offsets)."""
+    at = data.rfind(_OFFSET)
+    if at < 0:
         return None
-    head, _, frame = data.partition(b"\n")
-    epoch, offset, timestamp = head.split(b" ")
-    return Entry(StreamPosition(epoch.decode(), int(offset)), int(timestamp), frame)
+    epoch_at = data.find(_EPOCH, at)
+    if epoch_at < 0 or data[-2:] != b'"}':
+        return None
+    offset = int(data[at + len(_OFFSET) : epoch_at])
+    epoch = data[epoch_at + len(_EPOCH) : -2].decode()
+    return Entry(StreamPosition(epoch, offset), data[:epoch_at] + b"}")

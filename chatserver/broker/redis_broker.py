@@ -80,8 +80,9 @@ REPUBLISH_WAIT_S = 3.0
 # The subscriber waits this long for a frame before it looks whether the master moved.
 READ_WAIT_S = 0.25
 
-# The age (ms) of a packed history entry: "<epoch> <offset> <ms>\n<frame>".
-_ENTRY_MS = "tonumber(string.match(m, '^%S+ %d+ (%d+)'))"
+# The timestamp (ms) of a history entry, m: the frame's server-stamped "timestamp" (a
+# user's text cannot hold an unescaped quote); nil for a frame without one.
+_ENTRY_MS = "tonumber(string.match(m, '\"timestamp\":(%d+)'))"
 
 # KEYS: recent hash, recent zset, pubsub channel, owners hash, owners zset, sequence
 # hash, history zset. ARGV: key, data, ts, cutoff, ttl_ms, cap, message_id, author,
@@ -113,7 +114,7 @@ end
 local offset = redis.call('HINCRBY', KEYS[6], 'o', 1)
 redis.call('PEXPIRE', KEYS[6], ARGV[11])
 local frame = string.sub(ARGV[2], 1, -2) .. ',"offset":' .. offset .. '}'
-local packed = epoch .. ' ' .. offset .. ' ' .. ARGV[3] .. '\\n' .. frame
+local packed = string.sub(frame, 1, -2) .. ',"epoch":"' .. epoch .. '"}'
 redis.call('ZADD', KEYS[7], offset, packed)
 local extra = redis.call('ZCARD', KEYS[7]) - tonumber(ARGV[10])
 if extra > 0 then
@@ -123,9 +124,10 @@ if extra > 0 then
 end
 for _ = 1, 100 do
   local m = redis.call('ZRANGE', KEYS[7], 0, 0)[1]
-  if not m or """
+  local ms = m and """
     + _ENTRY_MS
-    + """ >= tonumber(ARGV[4]) then break end
+    + """
+  if not ms or ms >= tonumber(ARGV[4]) then break end
   redis.call('ZREMRANGEBYRANK', KEYS[7], 0, 0)
 end
 redis.call('PEXPIRE', KEYS[7], ARGV[5])
@@ -179,9 +181,9 @@ if ARGV[3] == epoch and capped <= since and since <= top then
   if #found <= tonumber(ARGV[6]) then
     local out, total = {}, 0
     for _, m in ipairs(found) do
-      if """
+      if ("""
     + _ENTRY_MS
-    + """ > tonumber(ARGV[5]) then
+    + """ or math.huge) > tonumber(ARGV[5]) then
         total = total + #m
         table.insert(out, m)
       end
@@ -214,9 +216,9 @@ local start = 0
 if ARGV[3] == epoch then start = tonumber(ARGV[4]) end
 local out = {}
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. start, '+inf')) do
-  if """
+  if ("""
     + _ENTRY_MS
-    + """ > tonumber(ARGV[5]) then table.insert(out, m) end
+    + """ or math.huge) > tonumber(ARGV[5]) then table.insert(out, m) end
 end
 return {epoch, top, capped, out}
 """

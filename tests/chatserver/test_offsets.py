@@ -95,8 +95,14 @@ async def test_offsets_grow_by_one_per_room_under_one_epoch(stream: Stream) -> N
     assert [e.position.offset for e in s] == [1]
     assert len({e.position.epoch for e in r}) == 1
     assert r[0].position.epoch != s[0].position.epoch  # each room its own stream
-    for entry in r:  # clients get the offset in the frame itself
+    for entry in r:  # clients get the offset in the frame itself, not the epoch
         assert orjson.loads(entry.frame)["offset"] == entry.position.offset
+        assert "epoch" not in orjson.loads(entry.frame)
+    # On the wire the frame is plain JSON (a server without offsets delivers it as is).
+    wire = [orjson.loads(d) for c, d in stream.got if c == "r"]
+    assert [(w["offset"], w["epoch"]) for w in wire] == [
+        (e.position.offset, e.position.epoch) for e in r
+    ]
 
 
 async def test_a_resume_gets_exactly_the_frames_after_it_that_are_on_screen(
@@ -236,8 +242,9 @@ async def test_a_gap_is_filled_from_the_history_in_order_none_twice() -> None:
     # the history was read (it holds d already), and its live copy dropped.
     assert lossy.metrics.frames_recovered._value.get() == 3
     # A frame delivered again (a recovery read it first) is not shown twice.
-    entry = next(iter(lossy.broker._streams["r"].history().values()))
-    lossy.broker._deliver("r", offsets.pack(entry.position, entry.timestamp_ms, entry.frame))
+    _, entry = next(iter(lossy.broker._streams["r"].history().values()))
+    again = entry.frame[:-1] + b',"epoch":"%s"}' % entry.position.epoch.encode()
+    lossy.broker._deliver("r", again)
     await lossy.publish("e")
     await lossy.settle()
     assert bob.chats()[-2:] == [(4, "d"), (5, "e")]
@@ -277,8 +284,20 @@ async def test_frames_the_history_no_longer_holds_are_announced(
     await lossy.hub.close()
 
 
+def test_the_wire_form_is_found_at_the_end_whatever_the_text_says() -> None:
+    text = 'x,"offset":99,"epoch":"fake"}'
+    frame = orjson.dumps({"type": "chat", "payload": text})
+    wire = offsets.pack(frame, StreamPosition("e1", 7))
+    unpacked = offsets.unpack(wire)
+    assert unpacked is not None
+    assert unpacked.position == StreamPosition("e1", 7)
+    assert orjson.loads(unpacked.frame) == {"type": "chat", "payload": text, "offset": 7}
+    assert offsets.unpack(frame) is None  # presence, or a server without offsets
+    assert offsets.unpack(orjson.dumps({"type": "user_joined", "user_id": "u"})) is None
+
+
 def entry(epoch: str, offset: int, text: str) -> Entry:
-    return Entry(StreamPosition(epoch, offset), 0, orjson.dumps({"payload": text}))
+    return Entry(StreamPosition(epoch, offset), orjson.dumps({"payload": text}))
 
 
 def test_a_new_epoch_is_a_loss_and_all_of_its_history_is_news() -> None:
