@@ -1,4 +1,7 @@
-"""Redis broker: pub/sub per channel, presence and replay buffers, rate counters.
+"""Redis broker: pub/sub per room with offsets, the history and the replay store, and
+the outage detection every command goes through; presence (``redis_presence``) and rate
+counters (``redis_counters``) are its parts, keys come from ``redis_keys`` and clients
+from ``redis_connection``.
 
 One PubSub connection per process subscribes to exactly the channels that have local
 connections. It is read with a finite timeout, pinged when idle, and re-created with
@@ -43,7 +46,6 @@ import time
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
-import orjson
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
@@ -57,7 +59,9 @@ from chatserver.broker.redis_connection import (
     follower_for,
     not_a_master,
 )
+from chatserver.broker.redis_counters import RedisCounters
 from chatserver.broker.redis_keys import CONTROL_CHANNEL, RoomKeys
+from chatserver.broker.redis_presence import RedisPresence
 from chatserver.broker.sent_log import Sent, SentLog
 from chatserver.broker.sentinel_follower import Address
 from chatserver.metrics import Metrics
@@ -224,41 +228,6 @@ return {epoch, top, capped, out}
 """
 )
 
-# KEYS: hash, zset. ARGV: lower bound (exclusive) of the scores to return
-_LIVE = """
-local keys = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf')
-if #keys == 0 then return {} end
-return redis.call('HMGET', KEYS[1], unpack(keys))
-"""
-
-# KEYS: hash, zset. ARGV: now
-_SWEEP = """
-local keys = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
-if #keys == 0 then return {} end
-local values = redis.call('HMGET', KEYS[1], unpack(keys))
-redis.call('ZREM', KEYS[2], unpack(keys))
-redis.call('HDEL', KEYS[1], unpack(keys))
-return values
-"""
-
-# KEYS: hash, zset. ARGV: key, expires, ttl_ms. Extends a record only if it exists.
-_PRESENCE_TOUCH = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-return 1
-"""
-
-# KEYS: hash, zset. ARGV: key, member, expires, ttl_ms
-_PRESENCE_SET = """
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-return 1
-"""
-
 
 class _MasterMoved(Exception):
     """The subscriber is on a server the sentinels no longer name as master."""
@@ -270,20 +239,6 @@ def _entries(packed: list[bytes]) -> list[Entry]:
         entry = offsets.unpack(data)
         if entry is not None:
             out.append(entry)
-    return out
-
-
-def _member_bytes(member: Member) -> bytes:
-    return orjson.dumps(member.as_dict())
-
-
-def _members(values: list[Any]) -> list[Member]:
-    out = []
-    for raw in values:
-        if raw is None:
-            continue
-        data = orjson.loads(raw)
-        out.append(Member(data["user_id"], data.get("username"), data.get("color")))
     return out
 
 
@@ -320,12 +275,10 @@ class RedisBroker(Broker):
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
         self._publish_recent = self._client.register_script(_PUBLISH_RECENT)
-        self._live = self._client.register_script(_LIVE)
         self._replay = self._client.register_script(_REPLAY)
         self._history = self._client.register_script(_HISTORY)
-        self._sweep = self._client.register_script(_SWEEP)
-        self._presence_set = self._client.register_script(_PRESENCE_SET)
-        self._presence_touch = self._client.register_script(_PRESENCE_TOUCH)
+        self._presence = RedisPresence(self._client, self._call)
+        self._counters = RedisCounters(self._client, self._call)
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -591,55 +544,29 @@ class RedisBroker(Broker):
         complete = position.epoch == after.epoch and int(capped) <= after.offset <= position.offset
         return History(position, _entries(values), complete=complete)
 
-    # --- presence ------------------------------------------------------------------
-
-    @staticmethod
-    def _presence_keys(channel: str) -> list[str]:
-        return redis_keys.presence(channel)
+    # --- presence and counters (redis_presence, redis_counters) --------------------
 
     async def presence_set(
         self, channel: str, *, key: str, member: Member, expires_ms: int
     ) -> None:
-        args: list[bytes | str | int] = [key, _member_bytes(member), expires_ms, 86_400_000]
-        await self._call(self._presence_set(keys=self._presence_keys(channel), args=args))
+        await self._presence.set(channel, key=key, member=member, expires_ms=expires_ms)
 
     async def presence_refresh(
         self, entries: Sequence[tuple[str, str]], *, expires_ms: int
     ) -> list[tuple[str, str]]:
-        # One round trip per heartbeat, however many connections this process holds.
-        async with self._client.pipeline(transaction=False) as pipe:
-            for channel, key in entries:
-                args: list[bytes | str | int] = [key, expires_ms, 86_400_000]
-                await self._presence_touch(
-                    keys=self._presence_keys(channel), args=args, client=pipe
-                )
-            found = await self._call(pipe.execute())
-        return [entry for entry, ok in zip(entries, found, strict=True) if not ok]
+        return await self._presence.refresh(entries, expires_ms=expires_ms)
 
     async def presence_remove(self, channel: str, *, key: str) -> None:
-        data_key, exp_key = self._presence_keys(channel)
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.hdel(data_key, key)
-            pipe.zrem(exp_key, key)
-            await self._call(pipe.execute())
+        await self._presence.remove(channel, key=key)
 
     async def presence_list(self, channel: str, *, now_ms: int) -> list[Member]:
-        values = await self._call(self._live(keys=self._presence_keys(channel), args=[now_ms]))
-        return _members(values)
+        return await self._presence.live(channel, now_ms=now_ms)
 
     async def presence_sweep(self, channel: str, *, now_ms: int) -> list[Member]:
-        values = await self._call(self._sweep(keys=self._presence_keys(channel), args=[now_ms]))
-        return _members(values)
-
-    # --- counters ------------------------------------------------------------------
+        return await self._presence.sweep(channel, now_ms=now_ms)
 
     async def count(self, key: str, *, window_s: int) -> int:
-        name = redis_keys.counter(key)
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.set(name, 0, ex=window_s, nx=True)
-            pipe.incr(name)
-            _, value = await self._call(pipe.execute())
-        return int(value)
+        return await self._counters.count(key, window_s=window_s)
 
     # --- outage detection ----------------------------------------------------------
 
