@@ -27,7 +27,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests.chatserver.client import Client, client, joined
-from tests.chatserver.test_faults import (
+from tests.chatserver.traffic import (
     Collector,
     Writer,
     account_for,
@@ -663,7 +663,7 @@ async def _published(server: ChatProcess) -> bool:
 
 
 async def _metrics_text(server: ChatProcess) -> tuple[int, str]:
-    from tests.chatserver.test_faults import http_get
+    from tests.chatserver.traffic import http_get
 
     return await http_get(server.http("/metrics"))
 

@@ -27,9 +27,15 @@ from chatserver.broker.redis_connection import close_client, connect
 from chatserver.broker.redis_url import SentinelTarget
 from chatserver.broker.sentinel_follower import Address, MasterFollower
 from chatserver.metrics import Metrics
-from tests.chatserver.test_redis_setups import _ping, _redis
 from tests.e2e.users import Numbered, Watcher
-from tests.fixtures.processes import ChatFactory, free_port, wait_for, wait_until
+from tests.fixtures.processes import (
+    ChatFactory,
+    free_port,
+    redis_ping,
+    start_redis,
+    wait_for,
+    wait_until,
+)
 
 pytestmark = pytest.mark.redis
 SET = "asocial"
@@ -55,8 +61,8 @@ class Replicated:
         args = ["--port", str(port), "--bind", "127.0.0.1", "--save", ""]
         if master is not None:
             args += ["--replicaof", "127.0.0.1", str(master)]
-        self.procs[port] = _redis(args, self.tmp / f"redis-{port}.log")
-        wait_until(lambda: _ping(port), timeout=10, what=f"redis on {port}")
+        self.procs[port] = start_redis(args, self.tmp / f"redis-{port}.log")
+        wait_until(lambda: redis_ping(port), timeout=10, what=f"redis on {port}")
 
     def master(self) -> int:
         return int(cli(self.sentinels[0], "sentinel", "get-master-addr-by-name", SET).split()[1])
@@ -103,9 +109,11 @@ def replicated(tmp_path: Path) -> Iterator[Replicated]:
             f"sentinel down-after-milliseconds {SET} 1000\n"
             f"sentinel failover-timeout {SET} 5000\n"
         )
-        setup.procs[port] = _redis([str(conf), "--sentinel"], tmp_path / f"sentinel-{port}.log")
+        setup.procs[port] = start_redis(
+            [str(conf), "--sentinel"], tmp_path / f"sentinel-{port}.log"
+        )
     for port in setup.sentinels:
-        wait_until(functools.partial(_ping, port), timeout=10, what="sentinel")
+        wait_until(functools.partial(redis_ping, port), timeout=10, what="sentinel")
     try:
         setup.wait_replicas_known()
         yield setup

@@ -1,7 +1,6 @@
 """Redis as production runs it: with a password, and behind Sentinel."""
 
 import asyncio
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,37 +12,21 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests.chatserver.client import joined
-from tests.fixtures.processes import ChatFactory, free_port, wait_until
+from tests.fixtures.processes import ChatFactory, free_port, redis_ping, start_redis, wait_until
 
 pytestmark = pytest.mark.redis
 PASSWORD = "correct horse battery staple"
 JWT_SECRET = "redis-setups-test-secret-of-32-bytes-or-more"
 
 
-def _redis(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is missing: run `make test`"
-    # Each server in a directory of its own: replication writes RDB files to the cwd.
-    workdir = log.with_suffix("")
-    workdir.mkdir(exist_ok=True)
-    with open(log, "ab") as out:
-        return subprocess.Popen([binary, *args], stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
-
-
-def _ping(port: int, password: str | None = None) -> bool:
-    command = ["redis-cli", "-p", str(port)] + (["-a", password] if password else []) + ["ping"]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    return "PONG" in result.stdout
-
-
 @pytest.fixture
 def protected_redis(tmp_path: Path) -> Iterator[int]:
     port = free_port()
-    proc = _redis(
+    proc = start_redis(
         ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--requirepass", PASSWORD],
         tmp_path / "redis.log",
     )
-    wait_until(lambda: _ping(port, PASSWORD), timeout=10, what="redis with a password")
+    wait_until(lambda: redis_ping(port, PASSWORD), timeout=10, what="redis with a password")
     yield port
     proc.kill()
     proc.wait()
@@ -89,8 +72,10 @@ def sentinel(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """A master, a replica and one Sentinel watching them: (Sentinel port, master)."""
     master, replica, sentinel_port = free_port(), free_port(), free_port()
     procs = [
-        _redis(["--port", str(master), "--bind", "127.0.0.1", "--save", ""], tmp_path / "m.log"),
-        _redis(
+        start_redis(
+            ["--port", str(master), "--bind", "127.0.0.1", "--save", ""], tmp_path / "m.log"
+        ),
+        start_redis(
             [
                 "--port",
                 str(replica),
@@ -112,9 +97,9 @@ def sentinel(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
         "sentinel down-after-milliseconds asocial 1000\n"
         "sentinel failover-timeout asocial 5000\n"
     )
-    procs.append(_redis([str(conf), "--sentinel"], tmp_path / "s.log"))
+    procs.append(start_redis([str(conf), "--sentinel"], tmp_path / "s.log"))
     try:
-        wait_until(lambda: _ping(sentinel_port), timeout=10, what="sentinel")
+        wait_until(lambda: redis_ping(sentinel_port), timeout=10, what="sentinel")
         wait_until(
             lambda: (
                 "master_link_status:up"

@@ -18,7 +18,7 @@ from chatserver.broker.memory_broker import MemoryBroker
 from chatserver.limits import ClientLimiter
 from chatserver.metrics import Metrics
 from chatserver.throttle import Throttle
-from tests.chatserver.test_faults import metric
+from tests.chatserver.traffic import metric
 from tests.fixtures.processes import ChatFactory, ChatProcess, RedisProcess
 
 LIMIT = 10
