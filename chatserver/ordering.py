@@ -10,6 +10,12 @@ A failover to a replica that lacked the newest frames makes the new master numbe
 frames with offsets this process already delivered. It remembers a digest of the last
 :data:`REMEMBERED` frames it delivered, so a recovery read that starts that far back finds
 the frames it never saw under offsets it had, and delivers them too.
+
+After a master move the sender's process publishes its last second again (the old master
+may have taken a frame no history holds): a frame this process delivered already comes
+back under a new offset. The digests of the last :data:`SEEN` frames' contents (all but
+the offset: the server stamps each publish with its own timestamp, so a frame typed
+again differs) drop those, so no socket gets a frame twice.
 """
 
 from __future__ import annotations
@@ -21,6 +27,14 @@ from chatserver.broker.offsets import Entry, History
 from chatserver.protocol import StreamPosition
 
 REMEMBERED = 128
+SEEN = 1024
+_OFFSET = b',"offset":'
+
+
+def _content(frame: bytes) -> int:
+    """A digest of the frame without its offset."""
+    at = frame.rfind(_OFFSET)
+    return hash(frame[:at] if at >= 0 else frame)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +60,7 @@ class RoomOrder:
     recovering: bool = False
     held: list[Entry] = field(default_factory=list)
     digests: OrderedDict[int, int] = field(default_factory=OrderedDict)
+    seen: OrderedDict[int, None] = field(default_factory=OrderedDict)
 
     def accept(self, entry: Entry) -> list[Entry] | None:
         """The frames to deliver now; None when ``entry`` opens a gap (it is held back:
@@ -57,16 +72,14 @@ class RoomOrder:
         if self.position is None:
             seed = self.seed
             if seed is None or (at.epoch == seed.epoch and at.offset <= seed.offset + 1):
-                self._delivered(entry)
-                return [entry]
+                return self._delivered(entry)
         last = self.position or self.seed
         assert last is not None
         if at.epoch == last.epoch:
             if at.offset <= last.offset:
                 return []  # delivered already (a recovery read it first)
             if at.offset == last.offset + 1:
-                self._delivered(entry)
-                return [entry]
+                return self._delivered(entry)
         self.recovering = True
         self.held.append(entry)
         return None
@@ -102,8 +115,12 @@ class RoomOrder:
         lost = not history.complete or top.epoch != last.epoch
         self.position = top  # the history's numbering holds from here on
         self.digests.clear()
+        fresh = []
         for entry in frames:
             self._remember(entry)
+            if self._first_time(entry):
+                fresh.append(entry)
+        frames = fresh
         read = len(frames)
         held, self.held = self.held, []
         self.recovering = False
@@ -119,9 +136,20 @@ class RoomOrder:
                 frames.extend(ready)
         return Recovered(frames, read, lost, again)
 
-    def _delivered(self, entry: Entry) -> None:
+    def _delivered(self, entry: Entry) -> list[Entry]:
         self.position = entry.position
         self._remember(entry)
+        return [entry] if self._first_time(entry) else []
+
+    def _first_time(self, entry: Entry) -> bool:
+        """False for a frame whose content was delivered before (published again)."""
+        key = _content(entry.frame)
+        if key in self.seen:
+            return False
+        self.seen[key] = None
+        if len(self.seen) > SEEN:
+            self.seen.popitem(last=False)
+        return True
 
     def _remember(self, entry: Entry) -> None:
         self.digests[entry.position.offset] = hash(entry.frame)

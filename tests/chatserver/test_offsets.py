@@ -332,3 +332,17 @@ def test_frames_a_lagging_replica_renumbered_are_delivered_after_a_failover() ->
     assert [e.frame for e in result.frames] == [entry("e1", 3, "new c").frame]
     assert not result.lost
     assert order.accept(entry("e1", 4, "new d")) == [entry("e1", 4, "new d")]
+
+
+def test_a_frame_published_again_after_a_move_reaches_no_socket_twice() -> None:
+    """The sender's process publishes its last second again to the new master: the same
+    frame (same server timestamp) under a new offset. Delivered once."""
+    order = RoomOrder()
+    frame = orjson.dumps({"payload": "hi", "timestamp": 5})
+    first = Entry(StreamPosition("e1", 1), frame[:-1] + b',"offset":1}')
+    again = Entry(StreamPosition("e1", 2), frame[:-1] + b',"offset":2}')
+    typed_on = Entry(StreamPosition("e1", 3), orjson.dumps({"payload": "hi!", "offset": 3}))
+    assert order.accept(first) == [first]
+    assert order.accept(again) == []
+    assert order.accept(typed_on) == [typed_on]
+    assert order.position == StreamPosition("e1", 3)

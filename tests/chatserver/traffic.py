@@ -198,7 +198,8 @@ class Writer:
 
 
 async def account_for(writers: list[Writer], reader: Collector, *, timeout: float) -> None:
-    """Every frame sent is delivered to the reader or refused to its writer."""
+    """Every frame sent is delivered to the reader or refused to its writer, and none is
+    delivered to it twice."""
 
     def missing() -> dict[str, set[int]]:
         out = {}
@@ -217,6 +218,10 @@ async def account_for(writers: list[Writer], reader: Collector, *, timeout: floa
             f"refused {len(w.refused())}"
         )
     assert not lost, f"frames neither delivered nor refused: {lost}"
+    for w in writers:
+        numbers = [int(f["payload"]) for f in reader.chats_from(w.name)]
+        twice = sorted({n for n in numbers if numbers.count(n) > 1})
+        assert not twice, f"{w.name}'s frames delivered twice to one socket: {twice}"
 
 
 async def ready(server: ChatProcess) -> tuple[int, dict[str, Any]]:
