@@ -54,6 +54,9 @@ class Receiver(Protocol):
 
 RETRY_S = 0.2
 """A history read that failed (Redis away) is tried again after this long."""
+READS_AT_ONCE = 16
+"""History reads in flight at once: after a resubscribe every room recovers, and a
+process with thousands of rooms must not open thousands of connections for it."""
 
 
 class Hub:
@@ -64,6 +67,7 @@ class Hub:
         self._rooms: dict[str, dict[str, Receiver]] = {}
         self._orders: dict[str, RoomOrder] = {}
         self._recoveries: dict[str, asyncio.Task[None]] = {}
+        self._reads = asyncio.Semaphore(READS_AT_ONCE)
         broker.set_handler(self._on_message)
         broker.set_resync_handler(self.resync)
 
@@ -101,10 +105,11 @@ class Hub:
             if order.position is None and order.seed is None:
                 order.seed = top
 
-    def resync(self) -> None:
-        """The broker may have missed frames: read every room's history."""
+    def resync(self, moved: bool = False) -> None:
+        """The broker may have missed frames: read every room's history (a few rooms
+        at a time, see ``READS_AT_ONCE``)."""
         for channel, order in list(self._orders.items()):
-            if order.resync():
+            if order.resync(moved=moved):
                 self._recover(channel)
 
     async def close(self) -> None:
@@ -152,9 +157,10 @@ class Hub:
         while (order := self._orders.get(channel)) is not None:
             since_ms = int(time.time() * 1000) - self._fade_ms
             try:
-                history = await self._broker.history(
-                    channel, after=order.reference(), since_ms=since_ms
-                )
+                async with self._reads:
+                    history = await self._broker.history(
+                        channel, after=order.reference(), since_ms=since_ms
+                    )
             except BrokerUnavailable:
                 await asyncio.sleep(RETRY_S)
                 continue

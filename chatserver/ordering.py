@@ -58,6 +58,10 @@ class RoomOrder:
     """The room's top when a client joined here before any frame arrived: where a
     recovery starts if the subscriber drops before the first frame."""
     recovering: bool = False
+    look_back: bool = False
+    """The next recovery reads :data:`REMEMBERED` frames before the last delivered too
+    (the master moved: frames under offsets it had may differ)."""
+    reading_back: bool = False
     held: list[Entry] = field(default_factory=list)
     digests: OrderedDict[int, int] = field(default_factory=OrderedDict)
     seen: OrderedDict[int, None] = field(default_factory=OrderedDict)
@@ -84,20 +88,26 @@ class RoomOrder:
         self.held.append(entry)
         return None
 
-    def resync(self) -> bool:
-        """Start a recovery (the subscriber came back): False when there is nothing to
-        recover from (no frame delivered, no seed) or one is under way."""
-        if self.recovering or (self.position is None and self.seed is None):
+    def resync(self, *, moved: bool) -> bool:
+        """Start a recovery (the subscriber came back, to another master if ``moved``):
+        False when there is nothing to recover from (no frame delivered, no seed)."""
+        if self.position is None and self.seed is None:
             return False
+        self.look_back = self.look_back or moved
+        if self.recovering:
+            return False  # under way; it reads again if this one asks to look back
         self.recovering = True
         return True
 
     def reference(self) -> StreamPosition:
-        """Where the recovery read starts: :data:`REMEMBERED` frames before the last
-        delivered, to find frames renumbered under offsets it had."""
+        """Where the recovery read starts: after the last frame delivered, or
+        :data:`REMEMBERED` frames before it after a move, to find frames renumbered under
+        offsets it had."""
         last = self.position or self.seed
         assert last is not None
-        return StreamPosition(last.epoch, max(0, last.offset - REMEMBERED))
+        self.reading_back = self.look_back
+        back = REMEMBERED if self.look_back else 0
+        return StreamPosition(last.epoch, max(0, last.offset - back))
 
     def recovered(self, history: History) -> Recovered:
         last = self.position or self.seed
@@ -113,6 +123,8 @@ class RoomOrder:
                 or self.digests.get(e.position.offset, hash(e.frame)) != hash(e.frame)
             ]
         lost = not history.complete or top.epoch != last.epoch
+        if self.reading_back:
+            self.look_back = False
         self.position = top  # the history's numbering holds from here on
         self.digests.clear()
         fresh = []
@@ -134,6 +146,8 @@ class RoomOrder:
                 again = True
             else:
                 frames.extend(ready)
+        if self.look_back and not again:  # the master moved during this read: again
+            self.recovering = again = True
         return Recovered(frames, read, lost, again)
 
     def _delivered(self, entry: Entry) -> list[Entry]:

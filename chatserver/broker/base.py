@@ -83,7 +83,7 @@ class PubSub(Protocol):
 
     async def history(self, channel: str, *, after: StreamPosition, since_ms: int) -> History: ...
 
-    def set_resync_handler(self, handler: Callable[[], None]) -> None: ...
+    def set_resync_handler(self, handler: Callable[[bool], None]) -> None: ...
 
 
 class PresenceStore(Protocol):
@@ -132,7 +132,7 @@ class Broker(abc.ABC):
         self._handler: MessageHandler | None = None
         self._on_recovered: Callable[[], None] | None = None
         self._on_announcement: Callable[[bytes], None] | None = None
-        self._on_resync: Callable[[], None] | None = None
+        self._on_resync: Callable[[bool], None] | None = None
 
     def set_handler(self, handler: MessageHandler) -> None:
         self._handler = handler
@@ -145,15 +145,16 @@ class Broker(abc.ABC):
         if self._on_recovered is not None:
             self._on_recovered()
 
-    def set_resync_handler(self, handler: Callable[[], None]) -> None:
-        """Called when this process may have missed published frames (its subscriber
-        came back, or followed the master to another server): the hub then reads each
+    def set_resync_handler(self, handler: Callable[[bool], None]) -> None:
+        """Called when this process may have missed published frames: its subscriber
+        came back (``moved`` False), or followed the master to another server (``moved``
+        True: the new one may have numbered frames differently). The hub then reads each
         room's history from the last offset it delivered."""
         self._on_resync = handler
 
-    def _resync(self) -> None:
+    def _resync(self, *, moved: bool) -> None:
         if self._on_resync is not None:
-            self._on_resync()
+            self._on_resync(moved)
 
     def _deliver(self, channel: str, data: bytes) -> None:
         if self._handler is not None:

@@ -327,7 +327,7 @@ class RedisBroker(Broker):
                         "redis subscriber reconnected",
                         extra={"attempts": attempt, "server": _server_of(pubsub)},
                     )
-                    self._resync()  # the hub reads what it missed, by offset
+                    self._resync(moved=moving)  # the hub reads what it missed, by offset
                     self._recovered()
                 else:
                     log.info("redis subscriber connected", extra={"server": _server_of(pubsub)})

@@ -260,7 +260,7 @@ async def test_after_a_resync_the_frames_missed_meanwhile_arrive() -> None:
     lossy.dropping = True
     await lossy.publish("b", "c")
     lossy.dropping = False
-    lossy.broker._resync()
+    lossy.broker._resync(moved=False)
     await lossy.settle()
     assert bob.chats() == [(1, "a"), (2, "b"), (3, "c")]
     await lossy.hub.close()
@@ -322,7 +322,8 @@ def test_frames_a_lagging_replica_renumbered_are_delivered_after_a_failover() ->
     order = RoomOrder()
     for n, text in ((1, "a"), (2, "b"), (3, "old c"), (4, "old d")):
         order.accept(entry("e1", n, text))
-    assert order.resync()
+    assert order.resync(moved=True)
+    assert order.reference() == StreamPosition("e1", 0)  # looks back over what it had
     history = History(
         StreamPosition("e1", 3),
         [entry("e1", 1, "a"), entry("e1", 2, "b"), entry("e1", 3, "new c")],
@@ -346,3 +347,21 @@ def test_a_frame_published_again_after_a_move_reaches_no_socket_twice() -> None:
     assert order.accept(again) == []
     assert order.accept(typed_on) == [typed_on]
     assert order.position == StreamPosition("e1", 3)
+
+
+def test_a_resubscribe_to_the_same_master_reads_only_what_follows() -> None:
+    order = RoomOrder()
+    for n in range(1, 201):
+        order.accept(entry("e1", n, str(n)))
+    assert order.resync(moved=False)
+    assert order.reference() == StreamPosition("e1", 200)
+    result = order.recovered(History(StreamPosition("e1", 201), [entry("e1", 201, "x")], True))
+    assert [e.position.offset for e in result.frames] == [201]
+    assert not result.again
+    # A move while that read was under way: read again, looking back.
+    assert order.resync(moved=False)
+    order.reference()
+    assert not order.resync(moved=True)  # under way
+    again = order.recovered(History(StreamPosition("e1", 201), [], True))
+    assert again.again
+    assert order.reference() == StreamPosition("e1", 201 - 128)
