@@ -188,6 +188,7 @@ def create_app(settings: Settings | None = None) -> ChatApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.broker.start()
+        runtime.hub.start()
         try:
             await runtime.accounts.start()
         except AccountError as exc:  # Redis not up yet: the first API call will say so

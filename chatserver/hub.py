@@ -54,6 +54,8 @@ class Receiver(Protocol):
 
 RETRY_S = 0.2
 """A history read that failed (Redis away) is tried again after this long."""
+PRUNE_S = 5.0
+"""How often every room forgets the digests of frames it no longer needs."""
 READS_AT_ONCE = 16
 """History reads in flight at once: after a resubscribe every room recovers, and a
 process with thousands of rooms must not open thousands of connections for it."""
@@ -68,6 +70,7 @@ class Hub:
         self._orders: dict[str, RoomOrder] = {}
         self._recoveries: dict[str, asyncio.Task[None]] = {}
         self._reads = asyncio.Semaphore(READS_AT_ONCE)
+        self._pruner: asyncio.Task[None] | None = None
         broker.set_handler(self._on_message)
         broker.set_resync_handler(self.resync)
 
@@ -112,7 +115,22 @@ class Hub:
             if order.resync(moved=moved):
                 self._recover(channel)
 
+    def start(self) -> None:
+        """Begin forgetting what quiet rooms no longer need (``RoomOrder.prune``)."""
+        self._pruner = asyncio.create_task(self._prune_forever(), name="hub-prune")
+
+    async def _prune_forever(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_S)
+            now = time.monotonic()
+            for order in list(self._orders.values()):
+                order.prune(now)
+
     async def close(self) -> None:
+        if self._pruner is not None:
+            self._pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruner
         for task in list(self._recoveries.values()):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

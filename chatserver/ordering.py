@@ -6,20 +6,24 @@ each frame that follows the last one delivered, drops one it already delivered, 
 gap (or a frame of another epoch) holds everything back until the hub has read the range
 from the room's history (:meth:`RoomOrder.recovered`).
 
-A failover to a replica that lacked the newest frames makes the new master number other
-frames with offsets this process already delivered. It remembers a digest of the last
-:data:`REMEMBERED` frames it delivered, so a recovery read that starts that far back finds
-the frames it never saw under offsets it had, and delivers them too.
+It remembers a digest of each frame it delivered in the last :data:`KEEP_S` seconds (at
+most :data:`MOST`), by offset: the frame's content without the offset (the server stamps
+each publish with its own timestamp, so a frame typed again differs). Two things need
+them, both only around a master move:
 
-After a master move the sender's process publishes its last second again (the old master
-may have taken a frame no history holds): a frame this process delivered already comes
-back under a new offset. The digests of the last :data:`SEEN` frames' contents (all but
-the offset: the server stamps each publish with its own timestamp, so a frame typed
-again differs) drop those, so no socket gets a frame twice.
+- a failover to a replica that lacked the newest frames makes the new master number other
+  frames with offsets this process delivered; a recovery read that starts
+  :data:`REMEMBERED` frames back finds those whose content differs, and delivers them;
+- the sender's process publishes its last second again (the old master may have taken a
+  frame no history holds): a frame delivered already comes back under a new offset, and
+  is dropped, so no socket gets a frame twice.
+
+Kept by time, the digests cost a quiet room nothing once :meth:`RoomOrder.prune` ran.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -27,7 +31,8 @@ from chatserver.broker.offsets import Entry, History
 from chatserver.protocol import StreamPosition
 
 REMEMBERED = 128
-SEEN = 1024
+KEEP_S = 3.0
+MOST = 1024
 _OFFSET = b',"offset":'
 
 
@@ -63,8 +68,10 @@ class RoomOrder:
     (the master moved: frames under offsets it had may differ)."""
     reading_back: bool = False
     held: list[Entry] = field(default_factory=list)
-    digests: OrderedDict[int, int] = field(default_factory=OrderedDict)
-    seen: OrderedDict[int, None] = field(default_factory=OrderedDict)
+    recent: OrderedDict[int, tuple[int, float]] = field(default_factory=OrderedDict)
+    """Offset -> (content digest, when delivered), oldest first."""
+    contents: dict[int, int] = field(default_factory=dict)
+    """Content digest -> offset, for the same frames."""
 
     def accept(self, entry: Entry) -> list[Entry] | None:
         """The frames to deliver now; None when ``entry`` opens a gap (it is held back:
@@ -117,22 +124,13 @@ class RoomOrder:
             frames = list(history.entries)  # the room's new history: all of it is news
         else:
             frames = [
-                e
-                for e in history.entries
-                if e.position.offset > last.offset
-                or self.digests.get(e.position.offset, hash(e.frame)) != hash(e.frame)
+                e for e in history.entries if e.position.offset > last.offset or self._differs(e)
             ]
         lost = not history.complete or top.epoch != last.epoch
         if self.reading_back:
             self.look_back = False
         self.position = top  # the history's numbering holds from here on
-        self.digests.clear()
-        fresh = []
-        for entry in frames:
-            self._remember(entry)
-            if self._first_time(entry):
-                fresh.append(entry)
-        frames = fresh
+        frames = [entry for entry in frames if self._take(entry)]
         read = len(frames)
         held, self.held = self.held, []
         self.recovering = False
@@ -152,20 +150,36 @@ class RoomOrder:
 
     def _delivered(self, entry: Entry) -> list[Entry]:
         self.position = entry.position
-        self._remember(entry)
-        return [entry] if self._first_time(entry) else []
+        return [entry] if self._take(entry) else []
 
-    def _first_time(self, entry: Entry) -> bool:
-        """False for a frame whose content was delivered before (published again)."""
-        key = _content(entry.frame)
-        if key in self.seen:
-            return False
-        self.seen[key] = None
-        if len(self.seen) > SEEN:
-            self.seen.popitem(last=False)
-        return True
+    def _differs(self, entry: Entry) -> bool:
+        """Whether the frame this process delivered under ``entry``'s offset (if it still
+        remembers one) had other content."""
+        known = self.recent.get(entry.position.offset)
+        return known is not None and known[0] != _content(entry.frame)
 
-    def _remember(self, entry: Entry) -> None:
-        self.digests[entry.position.offset] = hash(entry.frame)
-        while len(self.digests) > REMEMBERED:
-            self.digests.popitem(last=False)
+    def _take(self, entry: Entry) -> bool:
+        """Remember ``entry`` as delivered; False if its content was delivered before
+        under another offset (published again)."""
+        key, offset = _content(entry.frame), entry.position.offset
+        again = self.contents.get(key, offset) != offset
+        replaced = self.recent.pop(offset, None)
+        if replaced is not None and self.contents.get(replaced[0]) == offset:
+            del self.contents[replaced[0]]
+        now = time.monotonic()
+        self.recent[offset] = (key, now)
+        if not again:
+            self.contents[key] = offset
+        self.prune(now)
+        return not again
+
+    def prune(self, now: float) -> None:
+        """Forget digests older than :data:`KEEP_S` (and beyond :data:`MOST`)."""
+        recent = self.recent
+        while recent:
+            offset, (key, when) = next(iter(recent.items()))
+            if len(recent) <= MOST and now - when < KEEP_S:
+                return
+            del recent[offset]
+            if self.contents.get(key) == offset:
+                del self.contents[key]

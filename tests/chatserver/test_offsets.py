@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
+from chatserver import ordering
 from chatserver.broker import offsets
 from chatserver.broker.base import Broker
 from chatserver.broker.memory_broker import MemoryBroker
@@ -365,3 +366,14 @@ def test_a_resubscribe_to_the_same_master_reads_only_what_follows() -> None:
     again = order.recovered(History(StreamPosition("e1", 201), [], True))
     assert again.again
     assert order.reference() == StreamPosition("e1", 201 - 128)
+
+
+def test_a_quiet_room_forgets_its_digests() -> None:
+    """Memory per room stays bounded by the frames of the last few seconds."""
+    order = RoomOrder()
+    for n in range(1, 2001):
+        order.accept(entry("e1", n, str(n)))
+    assert len(order.recent) == len(order.contents) == ordering.MOST
+    order.prune(time.monotonic() + ordering.KEEP_S + 1)
+    assert (order.recent, order.contents) == ({}, {})
+    assert order.accept(entry("e1", 2001, "later")) == [entry("e1", 2001, "later")]
