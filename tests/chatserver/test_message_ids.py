@@ -11,10 +11,7 @@ import pytest
 
 from chatserver.broker import offsets
 from chatserver.broker.base import Broker
-from chatserver.broker.memory_broker import MemoryBroker
-from chatserver.broker.redis_broker import RedisBroker
-from chatserver.metrics import Metrics
-from tests.fixtures.processes import RedisProcess
+from tests.chatserver import brokers
 
 KEEP_MS = 5000
 
@@ -53,25 +50,11 @@ class Room:
         return [text(frame) for frame in replay.frames]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=brokers.KINDS)
 async def room(request: pytest.FixtureRequest) -> AsyncIterator[Room]:
-    if request.param == "memory":
-        broker: Broker = MemoryBroker()
-    else:
-        redis_server: RedisProcess = request.getfixturevalue("redis_server")
-        broker = RedisBroker(redis_server.url, password=None, metrics=Metrics())
     got: list[bytes] = []
-    broker.set_handler(lambda channel, data: got.append(data))
-    await broker.start()
-    try:
-        for _ in range(100):
-            if (await broker.checks())["pubsub"]:
-                break
-            await asyncio.sleep(0.05)
-        await broker.subscribe("r")
-        yield Room(broker, got)
-    finally:
-        await broker.close()
+    async with brokers.subscribed(request, lambda channel, data: got.append(data), "r") as b:
+        yield Room(b, got)
 
 
 async def test_another_authors_frame_under_an_id_on_screen_is_neither_kept_nor_sent(

@@ -23,6 +23,7 @@ from chatserver.metrics import Metrics
 from chatserver.ordering import RoomOrder
 from chatserver.protocol import StreamPosition
 from chatserver.wire import Outgoing
+from tests.chatserver import brokers
 from tests.fixtures.processes import RedisProcess
 
 KEEP_MS = 5000
@@ -65,26 +66,11 @@ class Stream:
         return replay.resumed, payloads(replay.frames)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=brokers.KINDS)
 async def stream(request: pytest.FixtureRequest) -> AsyncIterator[Stream]:
-    if request.param == "memory":
-        broker: Broker = MemoryBroker()
-    else:
-        redis_server: RedisProcess = request.getfixturevalue("redis_server")
-        broker = RedisBroker(redis_server.url, password=None, metrics=Metrics())
     got: list[tuple[str, bytes]] = []
-    broker.set_handler(lambda channel, data: got.append((channel, data)))
-    await broker.start()
-    try:
-        for _ in range(100):
-            if (await broker.checks())["pubsub"]:
-                break
-            await asyncio.sleep(0.05)
-        await broker.subscribe("r")
-        await broker.subscribe("s")
-        yield Stream(broker, got)
-    finally:
-        await broker.close()
+    async with brokers.subscribed(request, lambda c, d: got.append((c, d)), "r", "s") as b:
+        yield Stream(b, got)
 
 
 async def test_offsets_grow_by_one_per_room_under_one_epoch(stream: Stream) -> None:
