@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import Stack, http_get
+from tests.e2e.conftest import Stack, http_get, wait_for
 from tests.e2e.users import Route
 from tests.fixtures.devcluster import devcluster
 
@@ -65,6 +65,23 @@ class Site:
             lambda query: f"wss://{self.host}:{HTTPS_PORT}/api/chat?{query}",
             {"ssl": trust(), "host": ADDRESS, "port": HTTPS_PORT},
         )
+
+    def wait_served(self, timeout: float = 60.0) -> None:
+        """Until the Gateway carries requests for this host to a pod. Traefik marks a
+        route Accepted when it reads it, and answers 503 "no available server" until it
+        has built the route's servers: the route's status is not yet traffic. Asks for
+        the page, which the per-client limit does not count."""
+
+        def served() -> bool:
+            with httpx.Client(verify=trust(), timeout=5) as http:
+                answer = http.get(
+                    f"https://{ADDRESS}:{HTTPS_PORT}/",
+                    headers={"Host": self.host},
+                    extensions={"sni_hostname": self.host},
+                )
+            return answer.status_code == 200
+
+        wait_for(served, f"the Gateway serving {self.host}", timeout)
 
     async def get(
         self, http: httpx.AsyncClient, path: str, headers: dict[str, str] | None = None

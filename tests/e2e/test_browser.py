@@ -87,6 +87,7 @@ async def test_two_pages_over_https_through_the_gateway_land_on_two_pods_and_cha
     site = Site.of(stack)
     stack.apply(site.spec())
     stack.wait_ready()
+    site.wait_served()
     channel = "gateway-" + uuid.uuid4().hex[:8]
     pages: list[tuple[pw_api.Page, str, str]] = []  # page, uid, the pod serving its socket
     before = pod_metric(stack, "websocket_connections_active")

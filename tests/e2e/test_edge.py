@@ -27,6 +27,7 @@ def on_the_gateway(stack_factory: Callable[[str], Stack], **backend: object) -> 
     site = Site.of(stack)
     stack.apply(site.spec(**backend))
     stack.wait_ready()
+    site.wait_served()
     return site
 
 
@@ -63,6 +64,7 @@ async def test_a_user_chats_over_wss_through_the_gateway_with_the_certificate_ve
     site = Site.of(stack)
     stack.apply(site.spec())
     stack.wait_ready()
+    site.wait_served()
     status = stack.status()
     # The listener's port is the proxy's own (a load balancer usually maps 443 to it):
     # the URL names the host only.
@@ -109,6 +111,7 @@ async def test_the_101st_request_of_a_minute_gets_429_on_every_pod_however_it_is
     site = Site.of(stack)
     stack.apply(site.spec(clientRateLimitPerMinute=100))
     stack.wait_ready()
+    site.wait_served()
     pods = stack.backend_urls()
     assert len(pods) == 3
     other = httpx.AsyncHTTPTransport(local_address="127.0.0.2", verify=trust())
@@ -168,6 +171,7 @@ async def test_a_deleted_route_is_restored_and_carries_chats_again(
     site = Site.of(stack)
     stack.apply(site.spec())
     stack.wait_ready()
+    site.wait_served()
     before = get_json(kubectl, "httproute", "chat", "-n", stack.namespace)["metadata"]["uid"]
     kubectl("delete", "httproute", "chat", "-n", stack.namespace)
 
@@ -182,6 +186,7 @@ async def test_a_deleted_route_is_restored_and_carries_chats_again(
         return route["metadata"]["uid"] != before and accepted
 
     wait_for(restored, "the HTTPRoute back and accepted", timeout=120)
+    await asyncio.to_thread(site.wait_served)
     await chat_through(site, f"back-{uuid.uuid4().hex[:6]}")
 
 

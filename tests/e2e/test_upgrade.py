@@ -28,6 +28,8 @@ async def test_rolling_upgrade_under_typing_users_loses_no_keystroke(
     edge = site.spec() if via == "gateway" else {}
     stack.apply(edge)
     stack.wait_ready()
+    if via == "gateway":
+        site.wait_served()
     old_pods = {p["metadata"]["name"] for p in stack.pods("backend")}
     if via == "gateway":
         route = site.route()
