@@ -22,13 +22,14 @@ from tests.fixtures.devcluster import Kubectl
 pytestmark = [pytest.mark.devcluster, pytest.mark.e2e]
 
 
-def on_the_gateway(stack_factory: Callable[[str], Stack], **backend: object) -> Site:
+def on_the_gateway(stack_factory: Callable[[str], Stack], **backend: object) -> tuple[Stack, Site]:
+    """An instance Ready with its own host on the Gateway, and the Gateway serving it."""
     stack = stack_factory("chat")
     site = Site.of(stack)
     stack.apply(site.spec(**backend))
     stack.wait_ready()
     site.wait_served()
-    return site
+    return stack, site
 
 
 def chat(mid: str, text: str) -> str:
@@ -60,11 +61,7 @@ def gateway_condition(stack: Stack) -> dict[str, str] | None:
 async def test_a_user_chats_over_wss_through_the_gateway_with_the_certificate_verified(
     stack_factory: Callable[[str], Stack], report: Report
 ) -> None:
-    stack = stack_factory("chat")
-    site = Site.of(stack)
-    stack.apply(site.spec())
-    stack.wait_ready()
-    site.wait_served()
+    stack, site = on_the_gateway(stack_factory)
     status = stack.status()
     # The listener's port is the proxy's own (a load balancer usually maps 443 to it):
     # the URL names the host only.
@@ -87,7 +84,7 @@ async def test_a_user_chats_over_wss_through_the_gateway_with_the_certificate_ve
 async def test_private_paths_are_not_reachable_through_the_edge(
     stack_factory: Callable[[str], Stack],
 ) -> None:
-    site = on_the_gateway(stack_factory)
+    _, site = on_the_gateway(stack_factory)
     async with httpx.AsyncClient(verify=trust(), timeout=10) as http:
         assert (await site.get(http, "/")).status_code == 200
         assert (await site.get(http, "/api/rooms/public")).status_code == 200
@@ -107,11 +104,7 @@ async def test_the_101st_request_of_a_minute_gets_429_on_every_pod_however_it_is
     as Traefik would send it (from the node, naming the client 127.0.0.1): each refuses
     it, whichever pods served the first 100. Another client address (127.0.0.2, through
     the same proxy) keeps its own count."""
-    stack = stack_factory("chat")
-    site = Site.of(stack)
-    stack.apply(site.spec(clientRateLimitPerMinute=100))
-    stack.wait_ready()
-    site.wait_served()
+    stack, site = on_the_gateway(stack_factory, clientRateLimitPerMinute=100)
     pods = stack.backend_urls()
     assert len(pods) == 3
     other = httpx.AsyncHTTPTransport(local_address="127.0.0.2", verify=trust())
@@ -167,11 +160,7 @@ async def test_a_refused_route_says_why(stack_factory: Callable[[str], Stack]) -
 async def test_a_deleted_route_is_restored_and_carries_chats_again(
     stack_factory: Callable[[str], Stack], kubectl: Kubectl
 ) -> None:
-    stack = stack_factory("chat")
-    site = Site.of(stack)
-    stack.apply(site.spec())
-    stack.wait_ready()
-    site.wait_served()
+    stack, site = on_the_gateway(stack_factory)
     before = get_json(kubectl, "httproute", "chat", "-n", stack.namespace)["metadata"]["uid"]
     kubectl("delete", "httproute", "chat", "-n", stack.namespace)
 
