@@ -17,6 +17,7 @@ from websockets.exceptions import InvalidStatus
 
 from tests.e2e.conftest import Report, Stack, get_json, wait_for
 from tests.e2e.gateway import ADDRESS, GATEWAY, HTTP_PORT, HTTPS_PORT, Site, pod_metric, trust
+from tests.e2e.users import Route
 from tests.fixtures.devcluster import Kubectl
 
 pytestmark = [pytest.mark.devcluster, pytest.mark.e2e]
@@ -37,20 +38,19 @@ def chat(mid: str, text: str) -> str:
     return json.dumps(frame)
 
 
-async def chat_through(site: Site, room: str) -> None:
-    """Two users in ``room`` over wss:// through the Gateway; one's frame reaches the other."""
-    route = site.route()
+async def chat_through(route: Route, room: str, text: str = "hello through the edge") -> None:
+    """Two users in ``room`` by ``route``; one's frame reaches the other."""
     async with (
         connect(route.url(f"channel={room}&uid=ann"), **route.options) as ann,
         connect(route.url(f"channel={room}&uid=bob"), **route.options) as bob,
     ):
-        await ann.send(chat("a1", "hello through the edge"))
+        await ann.send(chat("a1", text))
         async with asyncio.timeout(10):
             while True:
                 frame = json.loads(await bob.recv())
                 if frame["type"] == "chat":
                     break
-        assert (frame["user_id"], frame["payload"]) == ("ann", "hello through the edge")
+        assert (frame["user_id"], frame["payload"]) == ("ann", text)
 
 
 def gateway_condition(stack: Stack) -> dict[str, str] | None:
@@ -74,7 +74,7 @@ async def test_a_user_chats_over_wss_through_the_gateway_with_the_certificate_ve
     started = time.monotonic()
     async with connect(route.url("uid=first"), **route.options):
         report.record("wss_connect_through_gateway_seconds", round(time.monotonic() - started, 3))
-    await chat_through(site, f"edge-{uuid.uuid4().hex[:6]}")
+    await chat_through(site.route(), f"edge-{uuid.uuid4().hex[:6]}")
     # The certificate is checked: a client that trusts only the public CAs is refused.
     with pytest.raises(OSError, match="CERTIFICATE_VERIFY_FAILED"):
         async with connect(route.url("uid=x"), host=ADDRESS, port=HTTPS_PORT):
@@ -176,7 +176,7 @@ async def test_a_deleted_route_is_restored_and_carries_chats_again(
 
     wait_for(restored, "the HTTPRoute back and accepted", timeout=120)
     await asyncio.to_thread(site.wait_served)
-    await chat_through(site, f"back-{uuid.uuid4().hex[:6]}")
+    await chat_through(site.route(), f"back-{uuid.uuid4().hex[:6]}")
 
 
 async def test_an_ingress_of_class_traefik_carries_a_chat(
@@ -186,23 +186,14 @@ async def test_an_ingress_of_class_traefik_carries_a_chat(
     host = f"{stack.namespace}.devcluster.test"
     stack.apply({"ingress": {"enabled": True, "className": "traefik", "host": host}})
     stack.wait_ready()
-    room = f"ing-{uuid.uuid4().hex[:6]}"
-    url = f"ws://{host}:{HTTP_PORT}/api/chat?channel={room}&uid="
-    to_traefik = {"host": ADDRESS, "port": HTTP_PORT}
 
     def served() -> bool:  # Traefik reads the Ingress a moment after the instance is Ready
         answer = httpx.get(f"http://{ADDRESS}:8080/api/rooms/public", headers={"Host": host})
         return answer.status_code == 200
 
     wait_for(served, "Traefik serving the Ingress", timeout=60)
-    async with (
-        connect(url + "ann", **to_traefik) as ann,
-        connect(url + "bob", **to_traefik) as bob,
-    ):
-        await ann.send(chat("i1", "hello through an Ingress"))
-        async with asyncio.timeout(10):
-            while True:
-                frame = json.loads(await bob.recv())
-                if frame["type"] == "chat":
-                    break
-        assert frame["payload"] == "hello through an Ingress"
+    route = Route(
+        lambda query: f"ws://{host}:{HTTP_PORT}/api/chat?{query}",
+        {"host": ADDRESS, "port": HTTP_PORT},
+    )
+    await chat_through(route, f"ing-{uuid.uuid4().hex[:6]}", "hello through an Ingress")
