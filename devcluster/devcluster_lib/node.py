@@ -41,10 +41,15 @@ PROXY_HEALTHZ_PORT = 10256
 NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy", "coredns", "metrics-server")
 
 # Sysctls the node needs or its components change; restored by `stop`.
+# The cluster is IPv4 only, so the interfaces made while the node runs (the bridge, a
+# veth per pod) get no IPv6: otherwise every pod started or stopped adds or removes a
+# link-local address on the host, and programs that watch the host's addresses take it
+# for a network change (Chromium fails requests it is connecting with ERR_NETWORK_CHANGED).
 SYSCTLS = {
     "net/ipv4/ip_forward": "1",
     "net/bridge/bridge-nf-call-iptables": "1",
     "net/bridge/bridge-nf-call-ip6tables": "1",
+    "net/ipv6/conf/default/disable_ipv6": "1",
 }
 KUBELET_SYSCTLS = ("kernel/panic", "kernel/panic_on_oops", "vm/overcommit_memory")
 KUBELET_CHAINS = ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT")
@@ -295,6 +300,7 @@ class Node:
             _run("ip", "link", "add", BRIDGE, "type", "bridge")
             data["bridge_created"] = True
             self._save(data)
+        _write_sysctl(f"net/ipv6/conf/{BRIDGE}/disable_ipv6", "1")
         _run("ip", "addr", "replace", f"{NODE_IP}/24", "dev", BRIDGE)
         _run("ip", "link", "set", BRIDGE, "up")
         self.cni_conf.mkdir(parents=True, exist_ok=True)

@@ -97,6 +97,26 @@ def test_a_redis_pod_runs_answers_exec_and_logs(kubectl: Kubectl, ns: str) -> No
     assert "Ready to accept connections" in logs
 
 
+def test_pods_coming_and_going_change_no_address_on_the_host(kubectl: Kubectl, ns: str) -> None:
+    """A browser on the host (the demo's, the tests') watches the host's addresses and
+    fails the requests it is connecting when one changes (ERR_NETWORK_CHANGED): a pod's
+    veth or the bridge must not add or remove any (IPv6 link-local ones included)."""
+    monitor = subprocess.Popen(
+        ["ip", "-o", "monitor", "address"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        apply(kubectl, ns, pod("churn", container("redis")))
+        ready(kubectl, ns, "churn")
+        kubectl("delete", "-n", ns, "pod", "churn", "--grace-period=1", "--wait=true",
+                timeout=60)  # fmt: skip
+    finally:
+        monitor.terminate()
+        out, _ = monitor.communicate(timeout=10)
+    changes = [line for line in out.splitlines() if "veth" in line or "asocial0" in line]
+    assert changes == [], changes
+
+
 def test_a_service_routes_from_the_host_and_by_dns_name_from_another_pod(
     kubectl: Kubectl, ns: str
 ) -> None:
