@@ -243,7 +243,7 @@ async def test_the_follower_moves_every_client_on_the_switch_and_finds_the_peers
 async def _started(url: str) -> RedisBroker:
     broker = RedisBroker(url, password=None, metrics=Metrics())
     await broker.start()
-    await asyncio.to_thread(wait_for, lambda: broker._pubsub is not None, "subscriber", 10)
+    await asyncio.to_thread(wait_for, lambda: broker.subscriber.connected, "subscriber", 10)
     return broker
 
 
@@ -267,7 +267,10 @@ async def test_a_frame_the_old_master_took_after_the_others_left_is_published_ag
         assert writer.follower is not None
         watcher.follower.move(("127.0.0.1", new), None, "heard first")
         await asyncio.to_thread(
-            wait_for, lambda: watcher._pubsub is not None and not watcher._moved, "move", 10
+            wait_for,
+            lambda: watcher.subscriber.connected and not watcher.subscriber.moving,
+            "move",
+            10,
         )
         for text in ("h", "hi"):  # two frames of one message; only the newest counts
             data = orjson.dumps({"payload": text})
