@@ -24,6 +24,7 @@ from tests.e2e.conftest import (
     redis_at,
     wait_for,
 )
+from tests.e2e.spy import ChannelSpy
 from tests.e2e.users import Numbered, Typist, Watcher, typing_users
 
 pytestmark = [pytest.mark.devcluster, pytest.mark.e2e]
@@ -61,6 +62,8 @@ async def accounted_traffic(stack: Stack) -> AsyncIterator[tuple[Numbered, Watch
     (delivered or refused) within 10 s."""
     a, b, _ = stack.backend_urls()
     channel = room()
+    spy = ChannelSpy(stack, channel, stack.secret_value("chat-redis-auth", "redis-password"))
+    spy.__enter__()
     watcher = Watcher(ws_to(b), channel)
     writer = Numbered(ws_to(a), channel, "writer", rate=10)
     try:
@@ -80,12 +83,15 @@ async def accounted_traffic(stack: Stack) -> AsyncIterator[tuple[Numbered, Watch
                 f"{lost[:30]}; writer closes {writer.connection.close_codes} "
                 f"(reconnects {writer.connection.reconnects}), watcher closes "
                 f"{watcher.connection.close_codes} (reconnects {watcher.connection.reconnects})"
-                f"\nwriter's pod {a}, watcher's pod {b}; what their brokers logged:\n"
+                f"\nwriter's pod {a}, watcher's pod {b}; where the Redis pods passed them on:\n"
+                + spy.report(lost[:10])
+                + "\nwhat the backends logged:\n"
                 + broker_logs(stack)
             ) from None
     finally:
         await writer.stop()
         await watcher.stop()
+        spy.__exit__()
     assert not writer.other_errors, writer.other_errors[:3]
 
 
@@ -97,7 +103,11 @@ def broker_logs(stack: Stack) -> str:
         name = pod["metadata"]["name"]
         read = stack.kubectl("logs", name, "-n", stack.namespace, "--tail=400", check=False)
         text = read.stdout or f"(no logs: {read.stderr.strip()})"
-        lines = [line for line in text.splitlines() if "redis" in line or "caught up" in line]
+        lines = [
+            line
+            for line in text.splitlines()
+            if any(word in line for word in ("redis", "recovered", "missed", "published again"))
+        ]
         out.append(f"--- {name} ({pod['status'].get('podIP')})\n" + "\n".join(lines[-40:]))
     return "\n".join(out)
 
