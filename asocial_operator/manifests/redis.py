@@ -36,10 +36,7 @@ if [ "${SENTINEL_SERVICE:-}" != "" ]; then
     MASTER="$(master)"
   fi
   [ -n "$MASTER" ] || MASTER="${STATEFULSET}-0.${HEADLESS_SERVICE}"
-  # A master with no replica refuses writes (NOREPLICAS; the writer hears so, and asks
-  # the sentinels): after a fail-over the replicas leave the old master at once, so a
-  # process that has not yet heard of the switch cannot write there what nobody reads.
-  set -- "$@" --replica-announce-ip "$ME" --min-replicas-to-write 1 --min-replicas-max-lag 10
+  set -- "$@" --replica-announce-ip "$ME"
   if [ "$MASTER" != "$ME" ]; then set -- "$@" --replicaof "$MASTER" 6379; fi
 fi
 exec "$@"
