@@ -6,6 +6,7 @@ import pytest
 
 pytest_plugins = [
     "tests.fixtures.processes",
+    "tests.fixtures.redis_setups",
     "tests.fixtures.devcluster",
     "tests.fixtures.firebase",
 ]

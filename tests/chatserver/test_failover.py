@@ -7,12 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
-import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import orjson
 import pytest
@@ -28,99 +23,10 @@ from chatserver.broker.redis_url import SentinelTarget
 from chatserver.broker.sentinel_follower import Address, MasterFollower
 from chatserver.metrics import Metrics
 from tests.e2e.users import Numbered, Watcher
-from tests.fixtures.processes import (
-    ChatFactory,
-    free_port,
-    redis_ping,
-    start_redis,
-    wait_for,
-    wait_until,
-)
+from tests.fixtures.processes import ChatFactory, wait_for
+from tests.fixtures.redis_setups import SET, Replicated, command
 
 pytestmark = pytest.mark.redis
-SET = "asocial"
-
-
-def cli(port: int, *args: str) -> str:
-    result = subprocess.run(
-        ["redis-cli", "-p", str(port), *args], capture_output=True, text=True, check=False
-    )
-    return result.stdout
-
-
-@dataclass
-class Replicated:
-    """Two Redis servers and three sentinels on loopback."""
-
-    tmp: Path
-    ports: list[int]
-    sentinels: list[int]
-    procs: dict[int, subprocess.Popen[bytes]]
-
-    def start(self, port: int, master: int | None) -> None:
-        args = ["--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-        if master is not None:
-            args += ["--replicaof", "127.0.0.1", str(master)]
-        self.procs[port] = start_redis(args, self.tmp / f"redis-{port}.log")
-        wait_until(lambda: redis_ping(port), timeout=10, what=f"redis on {port}")
-
-    def master(self) -> int:
-        return int(cli(self.sentinels[0], "sentinel", "get-master-addr-by-name", SET).split()[1])
-
-    def url(self) -> str:
-        hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinels)
-        return f"redis+sentinel://{hosts}/{SET}/0"
-
-    def wait_replicas_known(self) -> None:
-        # Sentinels learn of replicas from the master's INFO, every 10 s; a fail-over
-        # before that finds "no good slave".
-        def known() -> bool:
-            return all(
-                all(
-                    f"\n{p}\n" in cli(s, "sentinel", "replicas", SET)
-                    for p in self.ports
-                    if p != self.master()
-                )
-                for s in self.sentinels
-            )
-
-        def synced() -> bool:
-            return all(
-                "master_link_status:up" in cli(p, "info", "replication")
-                for p in self.ports
-                if p != self.master()
-            )
-
-        wait_until(known, timeout=30, what="the sentinels to know the replicas")
-        wait_until(synced, timeout=15, what="the replicas to sync")
-
-
-@pytest.fixture
-def replicated(tmp_path: Path) -> Iterator[Replicated]:
-    ports = [free_port(), free_port()]
-    setup = Replicated(tmp_path, ports, [free_port() for _ in range(3)], {})
-    setup.start(ports[0], None)
-    setup.start(ports[1], ports[0])
-    for port in setup.sentinels:
-        conf = tmp_path / f"sentinel-{port}.conf"
-        conf.write_text(
-            f"port {port}\nbind 127.0.0.1\n"
-            f"sentinel monitor {SET} 127.0.0.1 {ports[0]} 2\n"
-            f"sentinel down-after-milliseconds {SET} 1000\n"
-            f"sentinel failover-timeout {SET} 5000\n"
-        )
-        setup.procs[port] = start_redis(
-            [str(conf), "--sentinel"], tmp_path / f"sentinel-{port}.log"
-        )
-    for port in setup.sentinels:
-        wait_until(functools.partial(redis_ping, port), timeout=10, what="sentinel")
-    try:
-        setup.wait_replicas_known()
-        yield setup
-    finally:
-        for proc in setup.procs.values():
-            proc.kill()
-            proc.wait()
 
 
 async def _burst(url: str, sockets: int) -> None:
@@ -163,14 +69,13 @@ async def test_a_graceful_hand_over_under_traffic_loses_no_frame(
         for _ in range(2):
             old = replicated.master()
             # What the pod's preStop does: ask for a fail-over, wait for it, then stop.
-            cli(replicated.sentinels[0], "sentinel", "failover", SET)
+            replicated.fail_over()
             new = await asyncio.to_thread(
                 wait_for, lambda o=old: (m := replicated.master()) != o and m, "promotion", 30
             )
             await _burst(a.ws("channel=failover"), 30)
             await asyncio.sleep(2.5)
-            replicated.procs[old].terminate()
-            replicated.procs[old].wait()
+            replicated.stop(old)
             await asyncio.sleep(1)
             replicated.start(old, new)
             n0 = len(writer.sent)
@@ -224,7 +129,7 @@ async def test_the_follower_moves_every_client_on_the_switch_and_finds_the_peers
             return {p for _, p in follower.watched()} == set(replicated.sentinels)
 
         await asyncio.to_thread(wait_for, watching_all, "watchers on every sentinel", 10)
-        cli(replicated.sentinels[0], "sentinel", "failover", SET)
+        replicated.fail_over()
         new = await asyncio.to_thread(
             wait_for, lambda: (m := replicated.master()) != old and m, "promotion", 30
         )
@@ -262,7 +167,7 @@ async def test_a_frame_the_old_master_took_after_the_others_left_is_published_ag
             await broker.subscribe("room")
         old = replicated.master()
         new = next(p for p in replicated.ports if p != old)
-        cli(new, "replicaof", "no", "one")  # a master of its own, as a promotion makes it
+        command(new, "REPLICAOF", "NO", "ONE")  # a master of its own, as a promotion makes it
         assert watcher.follower is not None
         assert writer.follower is not None
         watcher.follower.move(("127.0.0.1", new), None, "heard first")

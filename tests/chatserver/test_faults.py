@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import signal
 import subprocess
 import time
@@ -32,6 +31,7 @@ from tests.chatserver.traffic import (
     ready,
     stalled,
 )
+from tests.fixtures import redis_setups
 from tests.fixtures.processes import ChatFactory, ChatProcess, RedisProcess
 
 # --- 1. Redis outage ---------------------------------------------------------------
@@ -377,12 +377,8 @@ async def test_repeated_bad_frames_close_the_socket(
 
 def _pubsub_connections_of(redis: RedisProcess, pid: int) -> list[str]:
     """The client addresses of process ``pid``'s subscriber connections to ``redis``."""
-    listing = subprocess.run(
-        ["redis-cli", "-p", str(redis.port), "CLIENT", "LIST", "TYPE", "pubsub"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    with redis_setups.client(redis.port) as c:
+        listing = c.client_list(_type="pubsub")
     sockets = subprocess.run(
         ["ss", "-tnpH", "state", "established", "dst", f"127.0.0.1:{redis.port}"],
         capture_output=True,
@@ -390,7 +386,7 @@ def _pubsub_connections_of(redis: RedisProcess, pid: int) -> list[str]:
         check=True,
     ).stdout
     mine = {line.split()[2] for line in sockets.splitlines() if f"pid={pid}," in line}
-    return [addr for addr in re.findall(r"addr=(\S+)", listing) if addr in mine]
+    return [entry["addr"] for entry in listing if entry["addr"] in mine]
 
 
 @pytest.mark.redis

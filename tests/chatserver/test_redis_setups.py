@@ -1,9 +1,7 @@
 """Redis as production runs it: with a password, and behind Sentinel."""
 
 import asyncio
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -12,24 +10,11 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests.chatserver.client import joined
-from tests.fixtures.processes import ChatFactory, free_port, redis_ping, start_redis, wait_until
+from tests.fixtures.processes import ChatFactory
+from tests.fixtures.redis_setups import PASSWORD, Replicated
 
 pytestmark = pytest.mark.redis
-PASSWORD = "correct horse battery staple"
 JWT_SECRET = "redis-setups-test-secret-of-32-bytes-or-more"
-
-
-@pytest.fixture
-def protected_redis(tmp_path: Path) -> Iterator[int]:
-    port = free_port()
-    proc = start_redis(
-        ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--requirepass", PASSWORD],
-        tmp_path / "redis.log",
-    )
-    wait_until(lambda: redis_ping(port, PASSWORD), timeout=10, what="redis with a password")
-    yield port
-    proc.kill()
-    proc.wait()
 
 
 async def _exchange(a_url: str, b_url: str) -> None:
@@ -67,82 +52,13 @@ async def test_wrong_password_keeps_the_server_unready_and_says_so(
     assert "wrong" not in server.logs()
 
 
-@pytest.fixture
-def sentinel(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """A master, a replica and one Sentinel watching them: (Sentinel port, master)."""
-    master, replica, sentinel_port = free_port(), free_port(), free_port()
-    procs = [
-        start_redis(
-            ["--port", str(master), "--bind", "127.0.0.1", "--save", ""], tmp_path / "m.log"
-        ),
-        start_redis(
-            [
-                "--port",
-                str(replica),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--replicaof",
-                "127.0.0.1",
-                str(master),
-            ],
-            tmp_path / "r.log",
-        ),
-    ]
-    conf = tmp_path / "sentinel.conf"
-    conf.write_text(
-        f"port {sentinel_port}\nbind 127.0.0.1\n"
-        f"sentinel monitor asocial 127.0.0.1 {master} 1\n"
-        "sentinel down-after-milliseconds asocial 1000\n"
-        "sentinel failover-timeout asocial 5000\n"
-    )
-    procs.append(start_redis([str(conf), "--sentinel"], tmp_path / "s.log"))
-    try:
-        wait_until(lambda: redis_ping(sentinel_port), timeout=10, what="sentinel")
-        wait_until(
-            lambda: (
-                "master_link_status:up"
-                in subprocess.run(
-                    ["redis-cli", "-p", str(replica), "info", "replication"],
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                ).stdout
-            ),
-            timeout=15,
-            what="the replica to sync",
-        )
-        # Sentinel learns of replicas from the master's INFO, every 10 s; a failover
-        # before that finds "no good slave".
-        wait_until(
-            lambda: (
-                f"\n{replica}\n"
-                in subprocess.run(
-                    ["redis-cli", "-p", str(sentinel_port), "sentinel", "replicas", "asocial"],
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                ).stdout
-            ),
-            timeout=20,
-            what="Sentinel to discover the replica",
-        )
-        yield sentinel_port, procs[0]
-    finally:
-        for proc in procs:
-            proc.kill()
-            proc.wait()
-
-
 async def test_through_sentinel_and_across_a_failover(
-    chat_server: ChatFactory, sentinel: tuple[int, subprocess.Popen[bytes]]
+    chat_server: ChatFactory, replicated: Replicated
 ) -> None:
-    port, master = sentinel
-    env = {"ASOCIAL_REDIS_URL": f"redis+sentinel://127.0.0.1:{port}/asocial/0"}
+    env = {"ASOCIAL_REDIS_URL": replicated.url()}
     a, b = chat_server(name="a", **env), chat_server(name="b", **env)
     await _exchange(a.ws("uid=x&channel=s"), b.ws("uid=y&channel=s"))
-    master.kill()
+    replicated.stop(replicated.master(), graceful=False)
     # Sentinel promotes the replica; both servers find it and re-subscribe by themselves.
     deadline = time.monotonic() + 45
     while True:
@@ -158,13 +74,12 @@ async def test_through_sentinel_and_across_a_failover(
 
 
 async def test_accounts_answered_before_a_failover_are_kept(
-    chat_server: ChatFactory, sentinel: tuple[int, subprocess.Popen[bytes]]
+    chat_server: ChatFactory, replicated: Replicated
 ) -> None:
     """Each account write waits for a replica's acknowledgement: killing the master right
     after the answers loses none of them."""
-    port, master = sentinel
     server = chat_server(
-        ASOCIAL_REDIS_URL=f"redis+sentinel://127.0.0.1:{port}/asocial/0",
+        ASOCIAL_REDIS_URL=replicated.url(),
         ASOCIAL_AUTH_MODE="jwt",
         ASOCIAL_JWT_SECRET=JWT_SECRET,
     )
@@ -181,7 +96,7 @@ async def test_accounts_answered_before_a_failover_are_kept(
             )
             assert answer.status_code == 200, answer.text
             made.append(answer.json())
-        master.kill()
+        replicated.stop(replicated.master(), graceful=False)
         deadline = time.monotonic() + 45
         while (await api.get("/api/auth/me", headers=auth("user-0"))).status_code == 503:
             assert time.monotonic() < deadline, (
