@@ -326,9 +326,16 @@ async def test_reusing_a_victims_message_id_never_replaces_the_victims_text(
 
 
 @pytest.mark.redis
+@pytest.mark.parametrize("appendonly", [False, True], ids=["in-memory", "appendonly"])
 async def test_every_frame_around_a_redis_restart_is_delivered_or_refused(
-    redis_server: RedisProcess, chat_server: ChatFactory
+    chat_server: ChatFactory, tmp_path: Path, appendonly: bool
 ) -> None:
+    """Redis killed and started again under traffic: without persistence it comes back
+    empty (a new epoch for every room), with an append-only file it comes back with what
+    it had written to disk (up to a second behind what it had answered): either way
+    every frame is delivered or refused."""
+    redis_server = RedisProcess(tmp_path, appendonly=appendonly)
+    redis_server.start()
     env = {"ASOCIAL_REDIS_URL": redis_server.url, "ASOCIAL_RATE_LIMIT_PER_MINUTE": "100000"}
     a, b = chat_server(name="a", **env), chat_server(name="b", **env)
     room = "restart"
@@ -361,6 +368,7 @@ async def test_every_frame_around_a_redis_restart_is_delivered_or_refused(
                 await w.stop()
                 await w.collector.stop()
             await reader.stop()
+            redis_server.stop()
 
 
 @pytest.mark.redis
