@@ -22,9 +22,9 @@ from chatserver.broker.redis_connection import close_client, connect
 from chatserver.broker.redis_url import SentinelTarget
 from chatserver.broker.sentinel_follower import Address, MasterFollower
 from chatserver.metrics import Metrics
-from tests.e2e.users import Numbered, Watcher
 from tests.fixtures.processes import ChatFactory, wait_for
 from tests.fixtures.redis_setups import SET, Replicated, command
+from tests.fixtures.users import Numbered, Watcher
 
 pytestmark = pytest.mark.redis
 

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 
 from tests.e2e.conftest import Stack, http_get, wait_for
-from tests.e2e.users import Route
 from tests.fixtures.devcluster import devcluster
+from tests.fixtures.users import Route
 
 GATEWAY = {"name": "devcluster", "namespace": "devcluster-system"}
 ADDRESS, HTTP_PORT, HTTPS_PORT = "127.0.0.1", 8080, 8443

@@ -17,8 +17,8 @@ from websockets.exceptions import InvalidStatus
 
 from tests.e2e.conftest import Report, Stack, get_json, wait_for
 from tests.e2e.gateway import ADDRESS, GATEWAY, HTTP_PORT, HTTPS_PORT, Site, pod_metric, trust
-from tests.e2e.users import Route
 from tests.fixtures.devcluster import Kubectl
+from tests.fixtures.users import Route
 
 pytestmark = [pytest.mark.devcluster, pytest.mark.e2e]
 

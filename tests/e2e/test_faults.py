@@ -25,7 +25,7 @@ from tests.e2e.conftest import (
     wait_for,
 )
 from tests.e2e.spy import ChannelSpy
-from tests.e2e.users import Numbered, Typist, Watcher, typing_users
+from tests.fixtures.users import Numbered, Typist, Watcher, typing_users
 
 pytestmark = [pytest.mark.devcluster, pytest.mark.e2e]
 

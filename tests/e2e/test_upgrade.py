@@ -14,7 +14,7 @@ import pytest
 
 from tests.e2e.conftest import Report, Stack, get_json
 from tests.e2e.gateway import Site
-from tests.e2e.users import Route, Typist, Watcher, typing_users
+from tests.fixtures.users import Route, Typist, Watcher, typing_users
 
 pytestmark = [pytest.mark.devcluster, pytest.mark.e2e]
 
