@@ -34,8 +34,11 @@ async def _burst(url: str, sockets: int) -> None:
     a new connection used to ask the sentinels for the master on its own."""
 
     async def one(i: int) -> None:
+        # Each reads all it is sent (max_queue=None), as a page does: one that stops
+        # reading never sees the server's answer to its close and waits 10 s for it.
         with contextlib.suppress(OSError, InvalidHandshake, TimeoutError):
-            async with ws_connect(url + f"&uid=burst-{i}", open_timeout=5) as conn:
+            url_i = url + f"&uid=burst-{i}"
+            async with ws_connect(url_i, open_timeout=5, max_queue=None) as conn:
                 await conn.send(json.dumps({"type": "chat", "message_id": "b", "payload": "x"}))
                 await asyncio.sleep(0.5)
 
