@@ -10,6 +10,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests.chatserver.client import joined
+from tests.chatserver.traffic import eventually
 from tests.fixtures.processes import ChatFactory
 from tests.fixtures.redis_setups import PASSWORD, Replicated
 
@@ -43,7 +44,12 @@ async def test_wrong_password_keeps_the_server_unready_and_says_so(
     import httpx
 
     server = chat_server(
+        wait_ready=False,
         ASOCIAL_REDIS_URL=f"redis://:wrong@127.0.0.1:{protected_redis}/0",
+    )
+    # The log says why (once the first attempt was refused), and the password is not in it.
+    await eventually(
+        lambda: "AuthenticationError" in server.logs(), timeout=10, what="the refusal logged"
     )
     async with httpx.AsyncClient() as http:
         response = await http.get(server.http("/ready"))
