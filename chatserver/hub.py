@@ -176,15 +176,26 @@ class Hub:
             since_ms = int(time.time() * 1000) - self._fade_ms
             try:
                 async with self._reads:
-                    history = await self._broker.history(
-                        channel, after=order.reference(), since_ms=since_ms
-                    )
+                    after = order.reference()
+                    history = await self._broker.history(channel, after=after, since_ms=since_ms)
             except BrokerUnavailable:
                 await asyncio.sleep(RETRY_S)
                 continue
             if self._orders.get(channel) is not order:
                 return  # the room was left meanwhile
             result = order.recovered(history)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "recovery read",
+                    extra={
+                        "channel": channel,
+                        "after": f"{after.epoch}:{after.offset}",
+                        "top": f"{history.top.epoch}:{history.top.offset}",
+                        "read": [e.position.offset for e in history.entries],
+                        "delivered": [e.position.offset for e in result.frames],
+                        "lost": result.lost,
+                    },
+                )
             if result.read:
                 self._metrics.frames_recovered.inc(result.read)
                 log.info(

@@ -114,7 +114,10 @@ def configure(*, level: str, json_format: bool) -> None:
     handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    # DEBUG is the chat server's own: libraries stay at INFO (websockets, for one, would
+    # log every frame, users' text included).
+    root.setLevel(max(logging.INFO, logging.getLevelName(level)))
+    logging.getLogger("chatserver").setLevel(level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers[:] = []

@@ -23,12 +23,15 @@ Kept by time, the digests cost a quiet room nothing once :meth:`RoomOrder.prune`
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from chatserver.broker.offsets import Entry, History
 from chatserver.protocol import StreamPosition
+
+log = logging.getLogger(__name__)
 
 REMEMBERED = 128
 KEEP_S = 3.0
@@ -88,6 +91,8 @@ class RoomOrder:
         assert last is not None
         if at.epoch == last.epoch:
             if at.offset <= last.offset:
+                log.debug("frame dropped: at or before the last delivered",
+                          extra={"offset": at.offset, "last": last.offset})  # fmt: skip
                 return []  # delivered already (a recovery read it first)
             if at.offset == last.offset + 1:
                 return self._delivered(entry)
@@ -163,6 +168,11 @@ class RoomOrder:
         under another offset (published again)."""
         key, offset = _content(entry.frame), entry.position.offset
         again = self.contents.get(key, offset) != offset
+        if again:
+            log.debug(
+                "frame dropped: delivered before under another offset",
+                extra={"offset": offset, "before": self.contents.get(key)},
+            )
         replaced = self.recent.pop(offset, None)
         if replaced is not None and self.contents.get(replaced[0]) == offset:
             del self.contents[replaced[0]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from asocial_operator.manifests.config import CLUSTER_NETWORKS
+from chatserver import logs
 from chatserver.settings import Settings
 
 
@@ -59,3 +61,22 @@ def test_the_operators_trusted_networks_are_a_valid_setting(
 ) -> None:
     monkeypatch.setenv("ASOCIAL_TRUSTED_PROXIES", CLUSTER_NETWORKS)
     assert len(Settings().trusted_proxies) == len(CLUSTER_NETWORKS.split(","))
+
+
+def test_debug_is_the_chat_servers_own_and_libraries_stay_at_info() -> None:
+    """``ASOCIAL_LOG_LEVEL=DEBUG`` turns on the chat server's own diagnostics (recovery
+    reads, dropped frames), not uvicorn's dump of every request header."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, logging.getLogger("chatserver").level
+    try:
+        logs.configure(level="DEBUG", json_format=True)
+        assert logging.getLogger("chatserver.hub").isEnabledFor(logging.DEBUG)
+        assert not logging.getLogger("uvicorn.error").isEnabledFor(logging.DEBUG)
+        assert logging.getLogger("uvicorn.error").isEnabledFor(logging.INFO)
+        logs.configure(level="WARNING", json_format=True)
+        assert not logging.getLogger("chatserver.hub").isEnabledFor(logging.INFO)
+        assert not logging.getLogger("redis").isEnabledFor(logging.INFO)
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        logging.getLogger("chatserver").setLevel(saved[2])

@@ -106,7 +106,10 @@ def broker_logs(stack: Stack) -> str:
         lines = [
             line
             for line in text.splitlines()
-            if any(word in line for word in ("redis", "recovered", "missed", "published again"))
+            if any(
+                word in line
+                for word in ("redis", "recover", "missed", "published again", "dropped")
+            )
         ]
         out.append(f"--- {name} ({pod['status'].get('podIP')})\n" + "\n".join(lines[-40:]))
     return "\n".join(out)
@@ -174,7 +177,10 @@ async def test_sentinel_fails_over_when_the_master_pod_is_killed_or_deleted(
     seconds, joins as a replica instead of reclaiming mastership with no data. Deleted
     (graceful): its preStop hands mastership over before it stops."""
     stack = stack_factory("chat")
-    stack.apply({"redis": {"replicas": 3}, "backend": {"rateLimitPerMinute": 100000}})
+    # DEBUG: the backends log each recovery read and each frame they drop, for the
+    # failure message should a frame go missing.
+    backend = {"rateLimitPerMinute": 100000, "logLevel": "DEBUG"}
+    stack.apply({"redis": {"replicas": 3}, "backend": backend})
     stack.wait_ready(timeout=300)
     password = stack.secret_value("chat-redis-auth", "redis-password")
 
