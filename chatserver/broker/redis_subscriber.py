@@ -75,6 +75,9 @@ class Subscriber:
         self._confirmed: dict[str, asyncio.Event] = {}
         self._pubsub: PubSub | None = None
         self._moved = False
+        self._switched = False
+        """Told the master moved since it last came back: the next time it is back it
+        says so (``came_back(True)``), whatever made it leave the old master."""
         self._wake = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
 
@@ -100,6 +103,7 @@ class Subscriber:
     def move(self) -> None:
         """The sentinels named a new master: leave the old one now."""
         self._moved = True
+        self._switched = True
         self._wake.set()  # a subscriber backing off goes to the new master now
 
     def wake(self) -> None:
@@ -150,7 +154,7 @@ class Subscriber:
 
     async def _read_forever(self) -> None:
         attempt = 0
-        moving = False
+        first = True
         while True:
             pubsub = self._link.subscriber.pubsub()
             self._moved = False
@@ -160,20 +164,22 @@ class Subscriber:
                         CONTROL_CHANNEL, *map(redis_keys.channel, self._channels)
                     )
                 self._pubsub = pubsub
-                if attempt or moving:
+                # A move heard at any time since it was last back counts, not only one
+                # heard while it was reading: the old master may have died first.
+                moved, self._switched = self._switched, False
+                if first and not attempt:
+                    log.info("redis subscriber connected", extra={"server": _server_of(pubsub)})
+                else:
                     log.info(
                         "redis subscriber reconnected",
-                        extra={"attempts": attempt, "server": _server_of(pubsub)},
+                        extra={"attempts": attempt, "server": _server_of(pubsub), "moved": moved},
                     )
-                    self._came_back(moving)
-                else:
-                    log.info("redis subscriber connected", extra={"server": _server_of(pubsub)})
-                attempt, moving = 0, False
+                    self._came_back(moved)
+                attempt, first = 0, False
                 await self._read(pubsub)
             except _MasterMoved:
                 # No backoff: the new master is known and answering.
                 log.info("redis subscriber leaving %s for the new master", _server_of(pubsub))
-                moving = True
                 self._lost_subscriptions()
             except Exception as exc:  # the subscriber must outlive any failure, not only Redis's
                 if self._pubsub is not None or attempt == 0:

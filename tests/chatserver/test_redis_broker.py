@@ -14,6 +14,7 @@ from chatserver.broker.redis_connection import not_a_master
 from chatserver.broker.redis_keys import channel as _chan
 from chatserver.broker.redis_url import RedisURLError, parse_sentinel, scheme
 from chatserver.metrics import Metrics
+from tests.chatserver.traffic import eventually
 from tests.fixtures.processes import RedisProcess
 
 pytestmark = pytest.mark.redis
@@ -104,3 +105,19 @@ def test_a_refused_write_is_told_apart_from_other_errors(error: RedisError, move
     """READONLY arrives as redis-py's ReadOnlyError without its code, or inside a
     script's error: both mean the master may have moved."""
     assert not_a_master(error) is moved
+
+
+async def test_a_move_heard_while_the_subscriber_is_down_is_said_once_it_is_back(
+    broker: RedisBroker, redis_server: RedisProcess
+) -> None:
+    """The master died first (the subscriber lost it and backs off), then the sentinels
+    named a new one: once back, the broker says it moved, so that each room reads back
+    far enough to find the frames a lagging replica numbered differently."""
+    said: list[bool] = []
+    broker.set_resync_handler(said.append)
+    redis_server.stop()
+    await eventually(lambda: not broker.subscriber.connected, timeout=10, what="the loss")
+    broker.subscriber.move()  # what the master follower does when it hears the switch
+    redis_server.start()
+    await eventually(lambda: bool(said), timeout=10, what="the subscriber back")
+    assert said == [True]
