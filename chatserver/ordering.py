@@ -7,16 +7,17 @@ gap (or a frame of another epoch) holds everything back until the hub has read t
 from the room's history (:meth:`RoomOrder.recovered`).
 
 It remembers a digest of each frame it delivered in the last :data:`KEEP_S` seconds (at
-most :data:`MOST`), by offset: the frame's content without the offset (the server stamps
-each publish with its own timestamp, so a frame typed again differs). Two things need
-them, both only around a master move:
+most :data:`MOST`), by offset and by content: the frame's content without the offset
+(the server stamps each publish with its own timestamp, so a frame typed again
+differs). Two things need them, both only around a master move:
 
 - a failover to a replica that lacked the newest frames makes the new master number other
   frames with offsets this process delivered; a recovery read that starts
   :data:`REMEMBERED` frames back finds those whose content differs, and delivers them;
 - the sender's process publishes its last second again (the old master may have taken a
-  frame no history holds): a frame delivered already comes back under a new offset, and
-  is dropped, so no socket gets a frame twice.
+  frame no history holds): a frame delivered already comes back under a new offset (or,
+  shifted by a renumbering, under the very offset it first had), and is dropped, so no
+  socket gets a frame twice.
 
 Kept by time, the digests cost a quiet room nothing once :meth:`RoomOrder.prune` ran.
 """
@@ -73,8 +74,10 @@ class RoomOrder:
     held: list[Entry] = field(default_factory=list)
     recent: OrderedDict[int, tuple[int, float]] = field(default_factory=OrderedDict)
     """Offset -> (content digest, when delivered), oldest first."""
-    contents: dict[int, int] = field(default_factory=dict)
-    """Content digest -> offset, for the same frames."""
+    contents: OrderedDict[int, tuple[int, float]] = field(default_factory=OrderedDict)
+    """Content digest -> (offset it was delivered under, when), oldest first: kept on
+    its own, since an offset may be taken over by another frame (a renumbering
+    failover) while the frame it had may yet come back under a third one."""
 
     def accept(self, entry: Entry) -> list[Entry] | None:
         """The frames to deliver now; None when ``entry`` opens a gap (it is held back:
@@ -167,29 +170,29 @@ class RoomOrder:
         """Remember ``entry`` as delivered; False if its content was delivered before
         under another offset (published again)."""
         key, offset = _content(entry.frame), entry.position.offset
-        again = self.contents.get(key, offset) != offset
+        known = self.contents.get(key)
+        # Delivered before, under whatever offset: a republished copy may land on the
+        # very offset its original had, when a renumbering failover shifted them so.
+        again = known is not None
         if again:
             log.debug(
                 "frame dropped: delivered before under another offset",
-                extra={"offset": offset, "before": self.contents.get(key)},
+                extra={"offset": offset, "before": known[0] if known else None},
             )
-        replaced = self.recent.pop(offset, None)
-        if replaced is not None and self.contents.get(replaced[0]) == offset:
-            del self.contents[replaced[0]]
         now = time.monotonic()
+        self.recent.pop(offset, None)
         self.recent[offset] = (key, now)
         if not again:
-            self.contents[key] = offset
+            self.contents.pop(key, None)
+            self.contents[key] = (offset, now)
         self.prune(now)
         return not again
 
     def prune(self, now: float) -> None:
         """Forget digests older than :data:`KEEP_S` (and beyond :data:`MOST`)."""
-        recent = self.recent
-        while recent:
-            offset, (key, when) = next(iter(recent.items()))
-            if len(recent) <= MOST and now - when < KEEP_S:
-                return
-            del recent[offset]
-            if self.contents.get(key) == offset:
-                del self.contents[key]
+        for memory in (self.recent, self.contents):
+            while memory:
+                _, (_, when) = next(iter(memory.items()))
+                if len(memory) <= MOST and now - when < KEEP_S:
+                    break
+                memory.popitem(last=False)

@@ -29,8 +29,6 @@ from websockets.exceptions import ConnectionClosed
 from tests.chatserver.client import Client, client, joined
 from tests.chatserver.traffic import (
     Collector,
-    Writer,
-    account_for,
     chat,
     eventually,
     metric,
@@ -38,6 +36,7 @@ from tests.chatserver.traffic import (
     stalled,
 )
 from tests.fixtures.processes import ChatFactory, ChatProcess, RedisProcess
+from tests.fixtures.users import Numbered, account_for, in_the_room
 
 # --- raw-socket helpers --------------------------------------------------------------
 
@@ -339,36 +338,29 @@ async def test_every_frame_around_a_redis_restart_is_delivered_or_refused(
     env = {"ASOCIAL_REDIS_URL": redis_server.url, "ASOCIAL_RATE_LIMIT_PER_MINUTE": "100000"}
     a, b = chat_server(name="a", **env), chat_server(name="b", **env)
     room = "restart"
-    async with (
-        joined(a.ws(f"uid=w1&channel={room}")) as c1,
-        joined(a.ws(f"uid=w2&channel={room}")) as c2,
-        joined(b.ws(f"uid=reader&channel={room}")) as rc,
-    ):
-        reader = Collector(rc)
-        writers = [Writer(c1, "w1", 20), Writer(c2, "w2", 20)]
-        try:
+    reader = await in_the_room(b.ws, room, "reader")
+    writers = [Numbered(a.ws, room, f"w{i}", rate=20, reconnect=False) for i in (1, 2)]
+    try:
+        await eventually(lambda: len(writers[0].delivered(reader)) > 10, timeout=10, what="traffic")
+        redis_server.stop()
+        await asyncio.sleep(1.0)  # pacing: the outage lasts a second
+        redis_server.start()
+        for pod in (a, b):
             await eventually(
-                lambda: len(reader.numbers_from("w1")) > 10, timeout=10, what="traffic"
+                lambda pod=pod: _ready(pod), timeout=15, what=f"{pod.port} ready again"
             )
-            redis_server.stop()
-            await asyncio.sleep(1.0)  # pacing: the outage lasts a second
-            redis_server.start()
-            for pod in (a, b):
-                await eventually(
-                    lambda pod=pod: _ready(pod), timeout=15, what=f"{pod.port} ready again"
-                )
-            await asyncio.sleep(3.0)  # pacing: keep typing through the recovery
-            for w in writers:
-                await w.stop()
-            await account_for(writers, reader, timeout=5)
-            for w in writers:
-                assert not w.other_errors(), w.other_errors()[:3]
-        finally:
-            for w in writers:
-                await w.stop()
-                await w.collector.stop()
-            await reader.stop()
-            redis_server.stop()
+        await asyncio.sleep(3.0)  # pacing: keep typing through the recovery
+        for w in writers:
+            await w.pause()
+        await account_for(writers, reader, timeout=5)
+        for w in writers:
+            assert not w.other_errors, w.other_errors[:3]
+            assert w.connection.close_codes == [], f"{w.uid} was closed: {w.other_errors[:3]}"
+    finally:
+        for w in writers:
+            await w.stop()
+        await reader.stop()
+        redis_server.stop()
 
 
 @pytest.mark.redis
@@ -378,43 +370,39 @@ async def test_a_hung_redis_refuses_frames_promptly_and_kicks_nobody(
     env = {"ASOCIAL_REDIS_URL": redis_server.url, "ASOCIAL_RATE_LIMIT_PER_MINUTE": "100000"}
     a, b = chat_server(name="a", **env), chat_server(name="b", **env)
     room = "hang"
-    async with (
-        joined(a.ws(f"uid=w1&channel={room}")) as c1,
-        joined(b.ws(f"uid=w2&channel={room}")) as c2,
-        joined(b.ws(f"uid=reader&channel={room}")) as rc,
-    ):
-        reader = Collector(rc)
-        writers = [Writer(c1, "w1", 10), Writer(c2, "w2", 10)]
-        assert redis_server.proc is not None
+    reader = await in_the_room(b.ws, room, "reader")
+    writers = [
+        Numbered(pod.ws, room, f"w{i}", rate=10, reconnect=False) for i, pod in ((1, a), (2, b))
+    ]
+    assert redis_server.proc is not None
+    try:
+        await eventually(lambda: len(writers[0].delivered(reader)) > 5, timeout=10, what="traffic")
+        redis_server.proc.send_signal(signal.SIGSTOP)
         try:
-            await eventually(lambda: len(reader.numbers_from("w1")) > 5, timeout=10, what="traffic")
-            redis_server.proc.send_signal(signal.SIGSTOP)
-            try:
-                await asyncio.sleep(4.0)  # pacing: well into the hang
-                during = {w.name: len(w.refused()) for w in writers}
-                await asyncio.sleep(8.0)
-            finally:
-                redis_server.proc.send_signal(signal.SIGCONT)
-            for pod in (a, b):
-                await eventually(
-                    lambda pod=pod: _ready(pod), timeout=15, what=f"{pod.port} ready again"
-                )
-            await asyncio.sleep(2.0)
-            for w in writers:
-                await w.stop()
-            # Refusals came while Redis hung, not all at once when it resumed.
-            assert all(n > 10 for n in during.values()), during
-            await account_for(writers, reader, timeout=5)
-            for w in writers:
-                assert w.collector.close_code is None, f"{w.name} was closed"
-                assert not w.other_errors(), w.other_errors()[:3]
+            await asyncio.sleep(4.0)  # pacing: well into the hang
+            during = {w.uid: len(w.refused) for w in writers}
+            await asyncio.sleep(8.0)
         finally:
-            with contextlib.suppress(Exception):
-                redis_server.proc.send_signal(signal.SIGCONT)
-            for w in writers:
-                await w.stop()
-                await w.collector.stop()
-            await reader.stop()
+            redis_server.proc.send_signal(signal.SIGCONT)
+        for pod in (a, b):
+            await eventually(
+                lambda pod=pod: _ready(pod), timeout=15, what=f"{pod.port} ready again"
+            )
+        await asyncio.sleep(2.0)
+        for w in writers:
+            await w.pause()
+        # Refusals came while Redis hung, not all at once when it resumed.
+        assert all(n > 10 for n in during.values()), during
+        await account_for(writers, reader, timeout=5)
+        for w in writers:
+            assert w.connection.close_codes == [], f"{w.uid} was closed: {w.other_errors[:3]}"
+            assert not w.other_errors, w.other_errors[:3]
+    finally:
+        with contextlib.suppress(Exception):
+            redis_server.proc.send_signal(signal.SIGCONT)
+        for w in writers:
+            await w.stop()
+        await reader.stop()
 
 
 async def _ready(server: ChatProcess) -> bool:

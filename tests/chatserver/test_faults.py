@@ -20,9 +20,6 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from tests.chatserver.client import Client, client, joined
 from tests.chatserver.traffic import (
     Collector,
-    Sender,
-    Writer,
-    account_for,
     chat,
     eventually,
     http_get,
@@ -33,6 +30,7 @@ from tests.chatserver.traffic import (
 )
 from tests.fixtures import redis_setups
 from tests.fixtures.processes import ChatFactory, ChatProcess, RedisProcess
+from tests.fixtures.users import Numbered, Watcher, account_for, in_the_room
 
 # --- 1. Redis outage ---------------------------------------------------------------
 
@@ -48,107 +46,108 @@ async def test_redis_outage_under_live_traffic(
     }
     pods = [chat_server(name="a", **env), chat_server(name="b", **env)]
     room = "outage"
-    async with (
-        joined(pods[0].ws(f"uid=alice&channel={room}")) as alice_c,
-        joined(pods[1].ws(f"uid=bob&channel={room}")) as bob_c,
-    ):
-        alice, bob = Collector(alice_c), Collector(bob_c)
-        senders = {"alice": Sender(alice_c, "alice"), "bob": Sender(bob_c, "bob")}
-        try:
-            await eventually(
-                lambda: len(bob.numbers_from("alice")) >= 5 and len(alice.numbers_from("bob")) >= 5,
-                timeout=10,
-                what="chat crossing pods both ways before the outage",
-            )
-            reconnects_before = [await metric(p, "broker_reconnects_total") for p in pods]
+    # Each pod has a user who sees the room and one who types into it (50 frames/s).
+    eyes: list[Watcher] = []
+    senders: dict[str, Numbered] = {}
+    try:
+        for i, pod in enumerate(pods):
+            eyes.append(await in_the_room(pod.ws, room, f"eyes-{i}"))
+        senders = {
+            name: Numbered(pod.ws, room, name, rate=50, reconnect=False)
+            for name, pod in (("alice", pods[0]), ("bob", pods[1]))
+        }
+        alice, bob = senders["alice"], senders["bob"]
+        await eventually(
+            lambda: len(alice.delivered(eyes[1])) >= 5 and len(bob.delivered(eyes[0])) >= 5,
+            timeout=10,
+            what="chat crossing pods both ways before the outage",
+        )
+        reconnects_before = [await metric(p, "broker_reconnects_total") for p in pods]
 
-            redis_server.stop()
-            at_kill = {name: s.sent for name, s in senders.items()}
+        redis_server.stop()
+        at_kill = {name: len(s.sent) for name, s in senders.items()}
 
-            for pod in pods:
+        for pod in pods:
 
-                async def down(pod: ChatProcess = pod) -> bool:
-                    status, body = await ready(pod)
-                    checks = body.get("checks", {})
-                    return (
-                        status == 503
-                        and checks.get("redis") == "down"
-                        and checks.get("pubsub") == "down"
-                    )
-
-                await eventually(
-                    down, timeout=5, what=f"/ready 503 (redis, pubsub down) on {pod.port}"
+            async def down(pod: ChatProcess = pod) -> bool:
+                status, body = await ready(pod)
+                checks = body.get("checks", {})
+                return (
+                    status == 503
+                    and checks.get("redis") == "down"
+                    and checks.get("pubsub") == "down"
                 )
-                assert (await http_get(pod.http("/health")))[0] == 200, "/health must stay 200"
 
-            # Frames sent during the outage are answered, never silently dropped.
-            await eventually(
-                lambda: alice.errors("unavailable") >= 3 and bob.errors("unavailable") >= 3,
-                timeout=5,
-                what="'unavailable' errors for chat sent during the outage",
-            )
-            in_outage = {name: await s.pause() - at_kill[name] for name, s in senders.items()}
-            await eventually(
-                lambda: (
-                    alice.errors("unavailable") >= in_outage["alice"]
-                    and bob.errors("unavailable") >= in_outage["bob"]
-                ),
-                timeout=5,
-                what=f"one 'unavailable' error per frame sent during the outage ({in_outage})",
-            )
-            for pod in pods:
-                assert pod.proc.poll() is None, f"server crashed in the outage:\n{pod.logs()}"
-            assert alice.close_code is None, "the outage must not close client sockets"
-            assert bob.close_code is None, "the outage must not close client sockets"
+            await eventually(down, timeout=5, what=f"/ready 503 (redis, pubsub down) on {pod.port}")
+            assert (await http_get(pod.http("/health")))[0] == 200, "/health must stay 200"
 
-            redis_server.start()
-            for pod in pods:
-                try:
-                    await eventually(
-                        lambda pod=pod: _status_is(pod, "/ready", 200),
-                        timeout=15,
-                        what=f"/ready 200 after redis came back on {pod.port}",
-                    )
-                except AssertionError as exc:
-                    last = await http_get(pod.http("/ready"))
-                    tail = "\n".join(pod.logs().splitlines()[-40:])
-                    raise AssertionError(f"{exc}; last /ready: {last}\n{tail}") from None
-            resumed = {name: s.sent for name, s in senders.items()}
-            for s in senders.values():
-                s.resume()
-            await eventually(
-                lambda: (
-                    max(bob.numbers_from("alice")) > resumed["alice"]
-                    and max(alice.numbers_from("bob")) > resumed["bob"]
-                ),
-                timeout=10,
-                what="chat crossing pods again on the existing connections",
-            )
-            # No frame answered with 'unavailable' was delivered late.
-            late = {
-                n for n in bob.numbers_from("alice") if at_kill["alice"] < n <= resumed["alice"]
-            }
-            assert not late, f"frames refused during the outage were delivered anyway: {late}"
+        # Frames sent during the outage are answered, never silently dropped.
+        await eventually(
+            lambda: len(alice.refused) >= 3 and len(bob.refused) >= 3,
+            timeout=5,
+            what="'unavailable' errors for chat sent during the outage",
+        )
+        in_outage = {name: await s.pause() - at_kill[name] for name, s in senders.items()}
+        await eventually(
+            lambda: (
+                len(alice.refused) >= in_outage["alice"] and len(bob.refused) >= in_outage["bob"]
+            ),
+            timeout=5,
+            what=f"one 'unavailable' error per frame sent during the outage ({in_outage})",
+        )
+        for pod in pods:
+            assert pod.proc.poll() is None, f"server crashed in the outage:\n{pod.logs()}"
+        users: list[Numbered | Watcher] = [*senders.values(), *eyes]
+        for user in users:
+            closes = user.connection.close_codes
+            assert closes == [], f"the outage must not close client sockets: {closes}"
 
-            async with (
-                joined(pods[0].ws(f"uid=carol&channel={room}")) as carol,
-                joined(pods[1].ws(f"uid=dave&channel={room}")) as dave,
-            ):
-                await carol.send(chat("carol-1", "from carol"))
-                got = await _recv_chat(dave, "carol")
-                assert got["payload"] == "from carol"
-                await dave.send(chat("dave-1", "from dave"))
-                got = await _recv_chat(carol, "dave")
-                assert got["payload"] == "from dave"
+        redis_server.start()
+        for pod in pods:
+            try:
+                await eventually(
+                    lambda pod=pod: _status_is(pod, "/ready", 200),
+                    timeout=15,
+                    what=f"/ready 200 after redis came back on {pod.port}",
+                )
+            except AssertionError as exc:
+                last = await http_get(pod.http("/ready"))
+                tail = "\n".join(pod.logs().splitlines()[-40:])
+                raise AssertionError(f"{exc}; last /ready: {last}\n{tail}") from None
+        resumed = {name: len(s.sent) for name, s in senders.items()}
+        for s in senders.values():
+            s.resume()
+        await eventually(
+            lambda: (
+                max(alice.delivered(eyes[1])) > resumed["alice"]
+                and max(bob.delivered(eyes[0])) > resumed["bob"]
+            ),
+            timeout=10,
+            what="chat crossing pods again on the existing connections",
+        )
+        # No frame answered with 'unavailable' was delivered late.
+        late = {n for n in alice.delivered(eyes[1]) if at_kill["alice"] < n <= resumed["alice"]}
+        assert not late, f"frames refused during the outage were delivered anyway: {late}"
 
-            for pod, before in zip(pods, reconnects_before, strict=True):
-                after = await metric(pod, "broker_reconnects_total")
-                assert after > before, f"broker_reconnects_total did not grow on {pod.port}"
-        finally:
-            for s in senders.values():
-                await s.stop()
-            await alice.stop()
-            await bob.stop()
+        async with (
+            joined(pods[0].ws(f"uid=carol&channel={room}")) as carol,
+            joined(pods[1].ws(f"uid=dave&channel={room}")) as dave,
+        ):
+            await carol.send(chat("carol-1", "from carol"))
+            got = await _recv_chat(dave, "carol")
+            assert got["payload"] == "from carol"
+            await dave.send(chat("dave-1", "from dave"))
+            got = await _recv_chat(carol, "dave")
+            assert got["payload"] == "from dave"
+
+        for pod, before in zip(pods, reconnects_before, strict=True):
+            after = await metric(pod, "broker_reconnects_total")
+            assert after > before, f"broker_reconnects_total did not grow on {pod.port}"
+    finally:
+        for sender in senders.values():
+            await sender.stop()
+        for watcher in eyes:
+            await watcher.stop()
 
 
 async def _status_is(server: ChatProcess, path: str, status: int) -> bool:
@@ -176,26 +175,24 @@ async def test_sigterm_closes_every_client_with_1001_and_exits(chat_server: Chat
             Collector(await stack.enter_async_context(joined(url(f"uid=reader{i}&channel=r"))))
             for i in range(4)
         ]
-        talker_c = await stack.enter_async_context(joined(url("uid=talker&channel=r")))
-        talker = Collector(talker_c)
-        sender = Sender(talker_c, "t", interval=0.005)
+        talker = Numbered(url, "r", "talker", rate=200, reconnect=False)
+        stack.push_async_callback(talker.stop)
         await eventually(
-            lambda: all(len(r.numbers_from("talker")) >= 10 for r in readers),
+            lambda: all(len(r.numbers_from(talker.uid)) >= 10 for r in readers),
             timeout=10,
             what="traffic in flight before SIGTERM",
         )
         signalled = time.monotonic()
         server.proc.send_signal(signal.SIGTERM)
-        everyone = [*readers, talker]
         await eventually(
-            lambda: all(c.done.is_set() for c in everyone),
+            lambda: all(c.done.is_set() for c in readers) and bool(talker.connection.closes),
             timeout=10,
             what="every client closed after SIGTERM",
         )
-        await sender.stop()
-        for c in everyone:
-            assert (c.close_code, c.close_reason) == (1001, "Server shutting down"), (
-                f"expected close 1001 'Server shutting down', got {c.close_code} {c.close_reason!r}"
+        closes = [(c.close_code, c.close_reason) for c in readers] + talker.connection.closes
+        for close in closes:
+            assert close == (1001, "Server shutting down"), (
+                f"expected close 1001 'Server shutting down', got {close}"
             )
         rc = await asyncio.to_thread(server.proc.wait, 10)
         elapsed = time.monotonic() - signalled
@@ -399,40 +396,32 @@ async def test_a_subscriber_that_drops_catches_up_on_what_others_published_meanw
     env = {"ASOCIAL_REDIS_URL": redis_server.url, "ASOCIAL_RATE_LIMIT_PER_MINUTE": "100000"}
     a, b = chat_server(name="a", **env), chat_server(name="b", **env)
     room = "catch-up"
-    async with (
-        joined(a.ws(f"uid=writer&channel={room}")) as wc,
-        joined(b.ws(f"uid=reader&channel={room}")) as rc,
-    ):
-        reader = Collector(rc)
-        writer = Writer(wc, "writer", rate=25)  # under the 30 frames/s limit
-        try:
+    reader = await in_the_room(b.ws, room, "reader")
+    writer = Numbered(a.ws, room, "writer", rate=25, reconnect=False)  # under 30 frames/s
+    try:
+        await eventually(lambda: len(writer.delivered(reader)) > 20, timeout=10, what="traffic")
+        admin = redis.Redis(port=redis_server.port)  # its connection stays open
+        for _ in range(3):
+            cut = _pubsub_connections_of(redis_server, b.proc.pid)
+            assert cut, "pod b has no subscriber connection"
+            # No new connection for a second, so b's subscriber stays away that
+            # long, as one does while a Sentinel failover completes.
+            clients = admin.info("clients")["connected_clients"]
+            admin.config_set("maxclients", clients - len(cut))
+            for addr in cut:
+                admin.client_kill(addr)
+            await asyncio.sleep(1.0)  # pacing: the length of b's absence
+            admin.config_set("maxclients", 10000)
             await eventually(
-                lambda: len(reader.numbers_from("writer")) > 20, timeout=10, what="traffic"
+                lambda cut=cut: _pubsub_connections_of(redis_server, b.proc.pid) not in ([], cut),
+                timeout=10,
+                what="pod b's subscriber back",
             )
-            admin = redis.Redis(port=redis_server.port)  # its connection stays open
-            for _ in range(3):
-                cut = _pubsub_connections_of(redis_server, b.proc.pid)
-                assert cut, "pod b has no subscriber connection"
-                # No new connection for a second, so b's subscriber stays away that
-                # long, as one does while a Sentinel failover completes.
-                clients = admin.info("clients")["connected_clients"]
-                admin.config_set("maxclients", clients - len(cut))
-                for addr in cut:
-                    admin.client_kill(addr)
-                await asyncio.sleep(1.0)  # pacing: the length of b's absence
-                admin.config_set("maxclients", 10000)
-                await eventually(
-                    lambda cut=cut: (
-                        _pubsub_connections_of(redis_server, b.proc.pid) not in ([], cut)
-                    ),
-                    timeout=10,
-                    what="pod b's subscriber back",
-                )
-                await asyncio.sleep(0.5)  # pacing: traffic between the cuts
-            admin.close()
-            await writer.stop()
-            await account_for([writer], reader, timeout=5)
-        finally:
-            await writer.stop()
-            await reader.stop()
-            await writer.collector.stop()
+            await asyncio.sleep(0.5)  # pacing: traffic between the cuts
+        admin.close()
+        await writer.pause()  # it keeps reading: a refusal may still be on its way
+        await account_for([writer], reader, timeout=5)
+        assert writer.connection.close_codes == [], "the writer was closed"
+    finally:
+        await writer.stop()
+        await reader.stop()

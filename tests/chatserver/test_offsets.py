@@ -336,6 +336,44 @@ def test_a_frame_published_again_after_a_move_reaches_no_socket_twice() -> None:
     assert order.position == StreamPosition("e1", 3)
 
 
+def test_frames_published_again_after_a_renumbering_failover_reach_no_socket_twice() -> None:
+    """The old master numbered a..f 1-6; the replica that took over had 1-4 and numbered
+    two new frames 5 and 6; then the sender's process published its last frames again
+    (c..f, under 7-10). The new 5 and 6 are delivered, each old frame only once."""
+    order = RoomOrder()
+    old = [entry("e1", n, text) for n, text in enumerate("abcdef", start=1)]
+    for e in old:
+        assert order.accept(e) == [e]
+    assert order.resync(moved=True)
+    order.reference()
+    kept = old[:4]
+    new = [entry("e1", 5, "x"), entry("e1", 6, "y")]
+    result = order.recovered(History(StreamPosition("e1", 6), kept + new, True))
+    assert [e.frame for e in result.frames] == [e.frame for e in new]
+    again = [entry("e1", n, text) for n, text in enumerate("cdef", start=7)]
+    delivered = [e for a in again for e in (order.accept(a) or [])]
+    assert delivered == [], [e.frame for e in delivered]
+    assert order.position == StreamPosition("e1", 10)
+
+
+def test_a_copy_published_again_under_its_original_offset_reaches_no_socket_twice() -> None:
+    """The replica that took over had a and b (1-2); the sender's process published c..f
+    again, and the new master numbered them 3-6: the offsets the old master gave them.
+    They were delivered already; only what follows is news."""
+    order = RoomOrder()
+    for e in [entry("e1", n, text) for n, text in enumerate("abcdef", start=1)]:
+        order.accept(e)
+    assert order.resync(moved=True)
+    order.reference()
+    result = order.recovered(
+        History(StreamPosition("e1", 2), [entry("e1", 1, "a"), entry("e1", 2, "b")], True)
+    )
+    assert result.frames == []
+    again = [entry("e1", n, text) for n, text in enumerate("cdef", start=3)]
+    assert [e for a in again for e in (order.accept(a) or [])] == []
+    assert order.accept(entry("e1", 7, "g")) == [entry("e1", 7, "g")]
+
+
 def test_a_resubscribe_to_the_same_master_reads_only_what_follows() -> None:
     order = RoomOrder()
     for n in range(1, 201):

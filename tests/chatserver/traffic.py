@@ -1,6 +1,7 @@
-"""Traffic helpers shared by the chat server's fault and attack tests: numbered writers
-and a collector that account for every frame (delivered or refused), metrics and health
-read over HTTP, polling with a deadline, and a socket that stops reading.
+"""Helpers shared by the chat server's fault and attack tests: a collector of every
+frame one joined client gets, metrics and health read over HTTP, polling with a deadline,
+and a socket that stops reading. Numbered traffic, accounted for (delivered or refused),
+is ``tests/fixtures/users.py``'s, shared with the e2e tests.
 """
 
 from __future__ import annotations
@@ -117,111 +118,6 @@ class Collector:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
-
-
-class Sender:
-    """Sends numbered chat frames (payload = the number, a new message_id each) until
-    stopped; ``pause()``/``resume()`` gate the loop."""
-
-    def __init__(self, c: Client, prefix: str, interval: float = 0.02) -> None:
-        self.client = c
-        self.prefix = prefix
-        self.interval = interval
-        self.sent = 0
-        self.running = asyncio.Event()
-        self.running.set()
-        self.idle = asyncio.Event()
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            if not self.running.is_set():
-                self.idle.set()
-                await self.running.wait()
-                self.idle.clear()
-            self.sent += 1
-            try:
-                await self.client.send(chat(f"{self.prefix}-{self.sent}", str(self.sent)))
-            except ConnectionClosed:
-                return
-            await asyncio.sleep(self.interval)  # pacing only
-
-    async def pause(self) -> int:
-        """Stop sending; return how many frames went out."""
-        self.running.clear()
-        await asyncio.wait_for(self.idle.wait(), timeout=5)
-        return self.sent
-
-    def resume(self) -> None:
-        self.running.set()
-
-    async def stop(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-
-class Writer:
-    """Types numbered messages (a new message id each) at ``rate`` per second."""
-
-    def __init__(self, c: Client, name: str, rate: float) -> None:
-        self.name, self.rate, self.sent = name, rate, 0
-        self.collector = Collector(c)
-        self.client = c
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            self.sent += 1
-            try:
-                await self.client.send(chat(f"{self.name}-{self.sent}", str(self.sent)))
-            except ConnectionClosed:
-                return
-            await asyncio.sleep(1 / self.rate)
-
-    def refused(self) -> set[int]:
-        return {
-            int(f["message_id"].rsplit("-", 1)[1])
-            for f in self.collector.frames
-            if f["type"] == "error" and f["code"] == "unavailable" and f.get("message_id")
-        }
-
-    def other_errors(self) -> list[dict[str, Any]]:
-        return [
-            f for f in self.collector.frames if f["type"] == "error" and f["code"] != "unavailable"
-        ]
-
-    async def stop(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-
-async def account_for(writers: list[Writer], reader: Collector, *, timeout: float) -> None:
-    """Every frame sent is delivered to the reader or refused to its writer, and none is
-    delivered to it twice."""
-
-    def missing() -> dict[str, set[int]]:
-        out = {}
-        for w in writers:
-            gone = set(range(1, w.sent)) - reader.numbers_from(w.name) - w.refused()
-            if gone:
-                out[w.name] = gone
-        return out
-
-    with contextlib.suppress(AssertionError):
-        await eventually(lambda: not missing(), timeout=timeout, what="every frame accounted")
-    lost = missing()
-    for w in writers:
-        print(
-            f"{w.name}: sent {w.sent - 1}, delivered {len(reader.numbers_from(w.name))}, "
-            f"refused {len(w.refused())}"
-        )
-    assert not lost, f"frames neither delivered nor refused: {lost}"
-    for w in writers:
-        numbers = [int(f["payload"]) for f in reader.chats_from(w.name)]
-        twice = sorted({n for n in numbers if numbers.count(n) > 1})
-        assert not twice, f"{w.name}'s frames delivered twice to one socket: {twice}"
 
 
 async def ready(server: ChatProcess) -> tuple[int, dict[str, Any]]:

@@ -25,7 +25,7 @@ from tests.e2e.conftest import (
     wait_for,
 )
 from tests.e2e.spy import ChannelSpy
-from tests.fixtures.users import Numbered, Typist, Watcher, typing_users
+from tests.fixtures.users import Numbered, Typist, Watcher, in_the_room, typing_users
 
 pytestmark = [pytest.mark.devcluster, pytest.mark.e2e]
 
@@ -64,14 +64,20 @@ async def accounted_traffic(stack: Stack) -> AsyncIterator[tuple[Numbered, Watch
     channel = room()
     spy = ChannelSpy(stack, channel, stack.secret_value("chat-redis-auth", "redis-password"))
     spy.__enter__()
-    watcher = Watcher(ws_to(b), channel)
-    writer = Numbered(ws_to(a), channel, "writer", rate=10)
+    # Frames sent before the watcher is in the room would reach nobody, rightly.
     try:
+        watcher = await in_the_room(ws_to(b), channel)
+    except BaseException:
+        spy.__exit__()
+        raise
+    writer: Numbered | None = None
+    try:
+        writer = Numbered(ws_to(a), channel, "writer", rate=10)
         await asyncio.to_thread(
             wait_for, lambda: len(writer.delivered(watcher)) > 10, "traffic", 20
         )
         yield writer, watcher
-        await writer.stop()
+        await writer.pause()  # it keeps reading: a refusal may still be on its way
         try:
             await asyncio.to_thread(
                 wait_for, lambda: not writer.unaccounted(watcher), "every frame accounted", 10
@@ -88,11 +94,12 @@ async def accounted_traffic(stack: Stack) -> AsyncIterator[tuple[Numbered, Watch
                 + "\nwhat the backends logged:\n"
                 + broker_logs(stack)
             ) from None
+        assert not writer.other_errors, writer.other_errors[:3]
     finally:
-        await writer.stop()
+        if writer is not None:
+            await writer.stop()
         await watcher.stop()
         spy.__exit__()
-    assert not writer.other_errors, writer.other_errors[:3]
 
 
 def broker_logs(stack: Stack) -> str:
