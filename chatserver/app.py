@@ -27,16 +27,17 @@ from starlette.websockets import WebSocket, WebSocketState
 from chatserver import accounts, api, logs, session
 from chatserver.accounts.model import AccountError
 from chatserver.accounts.service import AccountService
-from chatserver.auth import Authenticator
+from chatserver.auth import FAILURE_REASONS, Authenticator
 from chatserver.broker import create_broker
-from chatserver.hub import Hub
+from chatserver.hub import DROP_REASONS, Hub
 from chatserver.limits import ClientLimiter, MessageLimiter
 from chatserver.metrics import Metrics
 from chatserver.presence import Presence
+from chatserver.protocol import ErrorCode
 from chatserver.runtime import Runtime
 from chatserver.settings import Settings
 from chatserver.signouts import SignOuts
-from chatserver.throttle import CHAT_PATH, Throttle, ThrottleMiddleware, route_path
+from chatserver.throttle import CHAT_PATH, KINDS, Throttle, ThrottleMiddleware, route_path
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,14 @@ def build_runtime(settings: Settings) -> Runtime:
     """Construct (not connect) every shared part; raises on unusable settings."""
     metrics = Metrics(channel_labels=settings.metrics_channel_labels)
     broker = create_broker(settings, metrics)
+    metrics.broker_connected.set_function(lambda: 1.0 if broker.connected else 0.0)
+    metrics.connections_limit.set(settings.max_connections)
+    metrics.start_at_zero(
+        dropped=DROP_REASONS,
+        refused=[code.value for code in ErrorCode],
+        auth_failures=FAILURE_REASONS,
+        limited=KINDS,
+    )
     presence = Presence(broker, ttl_s=settings.presence_ttl_seconds)
     broker.set_recovery_handler(presence.wake)
     auth = Authenticator(settings)

@@ -27,10 +27,28 @@ log = logging.getLogger(__name__)
 CLOCK_SKEW_S = 30
 
 
+FAILURE_REASONS = (
+    "missing_token",
+    "invalid_uid",
+    "no_identities",
+    "no_subject",
+    "expired",
+    "bad_audience",
+    "bad_issuer",
+    "no_key",
+    "invalid",
+    "unavailable",
+)
+"""Every ``AuthError.reason``: the ``reason`` label of ``auth_failures_total``, each
+exported from the start (at 0) so dashboards and alerts see the series before a failure."""
+
+
 class AuthError(Exception):
     """The connection may not join; ``reason`` is a short stable label for metrics."""
 
     def __init__(self, reason: str, message: str) -> None:
+        if reason not in FAILURE_REASONS:
+            raise ValueError(f"AuthError reason {reason!r} is not in FAILURE_REASONS")
         super().__init__(message)
         self.reason = reason
         self.message = message

@@ -35,6 +35,11 @@ from chatserver.wire import Outgoing
 
 log = logging.getLogger(__name__)
 
+DROPPED_MALFORMED = "malformed"
+DROPPED_SLOW_CONSUMER = "slow_consumer"
+DROP_REASONS = (DROPPED_MALFORMED, DROPPED_SLOW_CONSUMER)
+"""The ``reason`` of ``messages_dropped_total``."""
+
 
 class Receiver(Protocol):
     """What the hub needs of a connection."""
@@ -150,7 +155,7 @@ class Hub:
             entry = offsets.unpack(data)
         except ValueError:
             log.error("dropped a malformed broker message on channel %s", channel)
-            self._metrics.messages_dropped.labels("malformed").inc()
+            self._metrics.messages_dropped.labels(DROPPED_MALFORMED).inc()
             return
         if entry is None:
             self._fan_out(channel, data, None)
@@ -235,7 +240,7 @@ class Hub:
             kind, sender, stamped = head["type"], head["user_id"], head["timestamp"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             log.error("dropped a malformed broker message on channel %s", channel)
-            self._metrics.messages_dropped.labels("malformed").inc()
+            self._metrics.messages_dropped.labels(DROPPED_MALFORMED).inc()
             return
         self._metrics.broadcast_latency.observe(max(0.0, time.time() - stamped / 1000))
         # Chat goes to everyone except the author's user (all of their tabs); presence
@@ -253,5 +258,5 @@ class Hub:
                 slow.append(receiver)
         self._metrics.messages_delivered.inc(delivered)
         for receiver in slow:
-            self._metrics.messages_dropped.labels("slow_consumer").inc()
+            self._metrics.messages_dropped.labels(DROPPED_SLOW_CONSUMER).inc()
             receiver.overflow()

@@ -5,7 +5,9 @@ A registry per app (not the global one) lets tests build many apps in one proces
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -23,11 +25,20 @@ class Metrics:
         self._channel_labels = channel_labels
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        if registry is None:
+            # process_cpu_seconds_total, process_resident_memory_bytes, open fds: the
+            # per-pod CPU and memory a dashboard shows without cAdvisor.
+            ProcessCollector(registry=r)
         self.connections_active = Gauge(
             "websocket_connections_active", "Open WebSocket connections", registry=r
         )
         self.connections_total = Counter(
             "websocket_connections_total", "WebSocket connections accepted", registry=r
+        )
+        self.connections_closed = Counter(
+            "websocket_connections_closed_total",
+            "WebSocket connections that ended (either side closed)",
+            registry=r,
         )
         self.connections_rejected = Counter(
             "websocket_connections_rejected_total",
@@ -78,6 +89,22 @@ class Metrics:
         self.broker_reconnects = Counter(
             "broker_reconnects_total", "Broker connection losses followed by a retry", registry=r
         )
+        self.broker_connected = Gauge(
+            "broker_connected",
+            "1 while this process receives what others publish (its Redis subscriber is"
+            " connected), else 0",
+            registry=r,
+        )
+        self.broker_master_moves = Counter(
+            "broker_master_moves_total",
+            "Times the sentinels named a new Redis master and this process followed it",
+            registry=r,
+        )
+        self.connections_limit = Gauge(
+            "websocket_connections_limit",
+            "Open WebSocket connections this process accepts (ASOCIAL_MAX_CONNECTIONS)",
+            registry=r,
+        )
         self.slow_consumers = Counter(
             "slow_consumers_disconnected_total",
             "Connections closed because their send queue was full",
@@ -95,6 +122,27 @@ class Metrics:
             ["handler", "status"],
             registry=r,
         )
+
+    def start_at_zero(
+        self,
+        *,
+        dropped: Iterable[str],
+        refused: Iterable[str],
+        auth_failures: Iterable[str],
+        limited: Iterable[str],
+    ) -> None:
+        """Export every known label value at 0 from the start: a labelled series that
+        appears only with its first event leaves dashboards empty and ``rate()`` blind
+        to that first event."""
+        for reason in dropped:
+            self.messages_dropped.labels(reason)
+        for code in refused:
+            self.frames_rejected.labels(code)
+            self.connections_rejected.labels(code)
+        for reason in auth_failures:
+            self.auth_failures.labels(reason)
+        for kind in limited:
+            self.clients_limited.labels(kind)
 
     def channel_label(self, channel: str) -> str:
         """``"all"`` unless channel labels are on (``ASOCIAL_METRICS_CHANNEL_LABELS``):

@@ -224,6 +224,7 @@ class Session:
             rt.remove(self)
             if accepted:
                 rt.metrics.connections_active.dec()
+                rt.metrics.connections_closed.inc()
 
     async def _join(self) -> bool:
         rt, channel = self.rt, self.identity.channel_id

@@ -19,6 +19,8 @@ from chatserver.metrics import Metrics
 log = logging.getLogger(__name__)
 
 CHAT_PATH = "/api/chat"
+KINDS = ("chat", "api")
+"""What :func:`counted` counts (the ``kind`` of ``client_requests_limited_total``)."""
 
 
 def counted(scope: Scope) -> str | None:

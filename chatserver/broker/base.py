@@ -168,6 +168,11 @@ class Broker(abc.ABC):
         if self._on_announcement is not None:
             self._on_announcement(data)
 
+    @property
+    def connected(self) -> bool:
+        """Receiving what others publish now (for the ``broker_connected`` metric)."""
+        return True
+
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Begin connecting; never fails because the backend is down (see ``checks``)."""
 

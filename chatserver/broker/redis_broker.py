@@ -74,6 +74,7 @@ class RedisBroker(Broker):
         self.follower = self._link.follower
         self._client = self._link.client
         self._call = self._link.call
+        self._metrics = metrics
         self.subscriber = Subscriber(
             self._link,
             metrics,
@@ -104,6 +105,10 @@ class RedisBroker(Broker):
         await self.subscriber.close()
         await self._link.close()
 
+    @property
+    def connected(self) -> bool:
+        return self.subscriber.connected
+
     async def checks(self) -> Mapping[str, bool]:
         try:
             pong = await asyncio.wait_for(self._client.ping(), timeout=1.0)
@@ -127,6 +132,7 @@ class RedisBroker(Broker):
         """The sentinels named a new master: the subscriber leaves the old one at once;
         once on the new one, the hub reads what reached it meanwhile; this process's
         frames of the last second are published again (``_republish``)."""
+        self._metrics.broker_master_moves.inc()
         self.subscriber.move()
         if self._republishing is not None:
             self._republishing.cancel()

@@ -217,6 +217,18 @@ async def test_operational_endpoints(server: ChatProcess) -> None:
         "rate_limited_total",
         "auth_failures_total",
         "broker_reconnects_total",
+        "websocket_connections_closed_total",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        # Labelled series exist at 0 before their first event: dashboards and rate()
+        # see them from the start.
+        'messages_dropped_total{reason="slow_consumer"} 0.0',
+        'frames_rejected_total{code="unavailable"} 0.0',
+        'auth_failures_total{reason="expired"} 0.0',
+        'client_requests_limited_total{kind="chat"} 0.0',
+        "broker_connected 1.0",
+        "broker_master_moves_total 0.0",
+        "websocket_connections_limit 20000.0",
     ):
         assert family in text
 

@@ -22,6 +22,7 @@ from chatserver.broker.redis_connection import close_client, connect
 from chatserver.broker.redis_url import SentinelTarget
 from chatserver.broker.sentinel_follower import Address, MasterFollower
 from chatserver.metrics import Metrics
+from tests.chatserver.traffic import metric
 from tests.fixtures.processes import ChatFactory, wait_for
 from tests.fixtures.redis_setups import SET, Replicated, command
 from tests.fixtures.users import Numbered, account_for, in_the_room
@@ -82,6 +83,8 @@ async def test_a_graceful_hand_over_under_traffic_loses_no_frame(
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{a.logs()[-3000:]}\n{b.logs()[-3000:]}") from None
         assert len(writer.delivered(watcher)) > len(writer.sent) / 2, "mostly refused?"
+        for server in (a, b):  # each followed both hand-overs, counted once each
+            assert await metric(server, "broker_master_moves_total") == 2
     finally:
         await writer.stop()
         await watcher.stop()

@@ -63,6 +63,8 @@ async def test_redis_outage_under_live_traffic(
             what="chat crossing pods both ways before the outage",
         )
         reconnects_before = [await metric(p, "broker_reconnects_total") for p in pods]
+        for pod in pods:
+            assert await metric(pod, "broker_connected") == 1
 
         redis_server.stop()
         at_kill = {name: len(s.sent) for name, s in senders.items()}
@@ -79,6 +81,7 @@ async def test_redis_outage_under_live_traffic(
                 )
 
             await eventually(down, timeout=5, what=f"/ready 503 (redis, pubsub down) on {pod.port}")
+            assert await metric(pod, "broker_connected") == 0, "the alerts' 'Redis down' signal"
             assert (await http_get(pod.http("/health")))[0] == 200, "/health must stay 200"
 
         # Frames sent during the outage are answered, never silently dropped.
@@ -143,6 +146,8 @@ async def test_redis_outage_under_live_traffic(
         for pod, before in zip(pods, reconnects_before, strict=True):
             after = await metric(pod, "broker_reconnects_total")
             assert after > before, f"broker_reconnects_total did not grow on {pod.port}"
+            assert await metric(pod, "broker_connected") == 1
+            assert await metric(pod, "broker_master_moves_total") == 0, "no master moved"
     finally:
         for sender in senders.values():
             await sender.stop()
