@@ -118,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics.serve(args.metrics_port)
     if not args.leader_elect:
         log.info("starting; namespaces=%s", ",".join(args.namespace) or "<all>")
+        metrics.LEADER.set(1)
         kopf.run(**kopf_options(args))
         return 0
 
@@ -172,10 +173,12 @@ async def lead(args: argparse.Namespace, elector: leader.LeaderElector) -> int:
         loop.call_soon_threadsafe(stop.set)
 
     elector.keep(renewal_stop, on_lost)
+    metrics.LEADER.set(1)
     try:
         if not stop.is_set():
             await kopf.operator(**kopf_options(args), stop_flag=stop)
     finally:
+        metrics.LEADER.set(0)
         renewal_stop.set()
         if not lost.is_set():
             await asyncio.to_thread(elector.release)

@@ -1,9 +1,16 @@
-"""The operator's own Prometheus metrics. No Kubernetes I/O."""
+"""The operator's own Prometheus metrics. No Kubernetes I/O.
+
+Per-instance series carry ``instance_namespace`` and ``instance_name``: Prometheus gives
+every scraped series its own ``namespace`` and ``instance`` (the operator pod's), so
+those names would be renamed ``exported_*`` on the way in.
+"""
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable
+import threading
+from collections.abc import Mapping
+from typing import Any
 
 import prometheus_client
 
@@ -14,6 +21,9 @@ RECONCILES = prometheus_client.Counter(
     "Reconcile passes by result (unchanged, changed, paused, invalid, error, gone).",
     ["result"],
 )
+RESULTS = ("unchanged", "changed", "paused", "invalid", "error", "gone")
+for _result in RESULTS:  # every result exported from the start, at 0
+    RECONCILES.labels(result=_result)
 RECONCILE_SECONDS = prometheus_client.Histogram(
     "asocial_operator_reconcile_duration_seconds",
     "Time of one reconcile pass.",
@@ -25,12 +35,46 @@ INSTANCES = prometheus_client.Gauge(
 API_WRITES = prometheus_client.Counter(
     "asocial_operator_api_writes_total", "Mutating API requests sent (applies, deletes, status)."
 )
+LEADER = prometheus_client.Gauge(
+    "asocial_operator_leader",
+    "1 while this replica reconciles (holds the Lease, or runs without leader election).",
+)
+INSTANCE_READY = prometheus_client.Gauge(
+    "asocial_operator_instance_ready",
+    "1 while an instance's phase is Ready, else 0 (reported by the leading replica).",
+    ["instance_namespace", "instance_name"],
+)
+INSTANCE_REPLICAS = prometheus_client.Gauge(
+    "asocial_operator_instance_replicas",
+    "An instance's pods as its status last said: desired and ready, per component"
+    " (backend, redis).",
+    ["instance_namespace", "instance_name", "component", "state"],
+)
+
+_reported: set[tuple[str, str]] = set()
+_reported_lock = threading.Lock()
 
 
-def observe_phases(phases: Iterable[str]) -> None:
-    counts = collections.Counter(p or status.PENDING for p in phases)
+def observe_instances(statuses: Mapping[tuple[str, str], Mapping[str, Any]]) -> None:
+    """Set the per-phase counts and the per-instance series from each instance's last
+    status; drop the series of instances that are gone."""
+    counts = collections.Counter(str(s.get("phase") or status.PENDING) for s in statuses.values())
     for phase in status.PHASES:
         INSTANCES.labels(phase=phase).set(counts.get(phase, 0))
+    with _reported_lock:
+        for key, current in statuses.items():
+            INSTANCE_READY.labels(*key).set(1 if current.get("phase") == status.READY else 0)
+            for component in ("backend", "redis"):
+                part = current.get(component) or {}
+                for state, field in (("desired", "replicas"), ("ready", "readyReplicas")):
+                    INSTANCE_REPLICAS.labels(*key, component, state).set(int(part.get(field) or 0))
+        for key in _reported - set(statuses):
+            INSTANCE_READY.remove(*key)
+            for component in ("backend", "redis"):
+                for state in ("desired", "ready"):
+                    INSTANCE_REPLICAS.remove(*key, component, state)
+        _reported.clear()
+        _reported.update(statuses)
 
 
 def serve(port: int, *, addr: str = "0.0.0.0") -> None:

@@ -76,7 +76,7 @@ class Reconciler:
                 outcome = Outcome("error", retry=True)
         metrics.RECONCILES.labels(result=outcome.result).inc()
         metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
-        metrics.observe_phases(self._store.phases())
+        metrics.observe_instances(self._store.statuses())
         return outcome
 
     def _reconcile(self, key: store.Key) -> Outcome:
@@ -109,8 +109,13 @@ class Reconciler:
         monitor_crd = spec.monitoring.service_monitor and self._api.crd_exists(
             cluster.SERVICE_MONITOR_CRD
         )
+        rule_crd = spec.monitoring.prometheus_rule and self._api.crd_exists(
+            cluster.PROMETHEUS_RULE_CRD
+        )
         route_crd = spec.gateway is not None and self._api.crd_exists(cluster.HTTPROUTE_CRD)
-        desired = manifests.build_all(ctx, service_monitor_crd=monitor_crd, route_crd=route_crd)
+        desired = manifests.build_all(
+            ctx, service_monitor_crd=monitor_crd, prometheus_rule_crd=rule_crd, route_crd=route_crd
+        )
         changed, errors, retry = self._apply_all(
             desired, namespace=namespace, min_replicas=spec.autoscaling.min_replicas
         )

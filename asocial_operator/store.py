@@ -81,9 +81,10 @@ class Store:
             body = self._instances.get(key)
             return copy.deepcopy(body) if body is not None else None
 
-    def phases(self) -> list[str]:
+    def statuses(self) -> dict[Key, dict[str, Any]]:
+        """Each instance's last seen ``status`` (a copy; empty before the first)."""
         with self._lock:
-            return [str(b.get("status", {}).get("phase") or "") for b in self._instances.values()]
+            return {key: copy.deepcopy(b.get("status") or {}) for key, b in self._instances.items()}
 
     def keys(self) -> list[Key]:
         with self._lock:

@@ -73,6 +73,9 @@ def test_one_replica_leads_and_a_standby_takes_over(
         assert holder(kubectl, ns) == leader, "leadership moved while the leader was healthy"
         assert reconciled(first), first.logs()[-2000:]
         assert not reconciled(second), "the standby reconciled while another replica led"
+        # What the alert "the operator has no leader" sums over the replicas.
+        assert "asocial_operator_leader 1.0" in first.metrics().splitlines()
+        assert "asocial_operator_leader 0.0" in second.metrics().splitlines()
         assert "standing by" in second.logs()
 
         first.stop(kill=True)  # no release: the standby must wait the lease out
