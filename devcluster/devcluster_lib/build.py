@@ -70,6 +70,7 @@ def targets() -> list[Target]:
             ),
         ),
         *node_targets(),
+        *ops_targets(),
     ]
 
 
@@ -130,6 +131,41 @@ def node_targets() -> list[Target]:
     ]
 
 
+def ops_targets() -> list[Target]:
+    """Day two: helm, the Prometheus Operator with its config reloader, Prometheus with
+    only Kubernetes service discovery (``remove_all_sd``), and promtool."""
+    helm = "helm.sh/helm/v4/internal/version"
+    common = "github.com/prometheus/common/version"
+    operator = (f"-X {common}.Version={config.PROMETHEUS_OPERATOR_VERSION.lstrip('v')}",)
+    prometheus = (f"-X {common}.Version={config.PROMETHEUS_VERSION.lstrip('v')}",)
+    inside = f"{config.PROMETHEUS_MODULE}@{config.PROMETHEUS_MODULE_VERSION}"
+    po = "github.com/prometheus-operator/prometheus-operator/cmd"
+    return [
+        Target(
+            "helm",
+            "ops/helm",
+            "helm.sh/helm/v4/cmd/helm",
+            (f"-X {helm}.version={config.HELM_VERSION}", f"-X {helm}.gitTreeState=clean"),
+        ),
+        Target("prometheus-operator", "ops/prometheus-operator", f"{po}/operator", operator),
+        Target(
+            "prometheus-config-reloader",
+            "ops/prometheus-operator",
+            f"{po}/prometheus-config-reloader",
+            operator,
+        ),
+        Target(
+            "prometheus",
+            "",
+            "./cmd/prometheus",
+            prometheus,
+            tags=("remove_all_sd", "enable_kubernetes_sd"),
+            inside=inside,
+        ),
+        Target("promtool", "", "./cmd/promtool", prometheus, inside=inside),
+    ]
+
+
 def missing_binaries() -> list[str]:
     return [
         name
@@ -139,7 +175,11 @@ def missing_binaries() -> list[str]:
 
 
 def is_built() -> bool:
-    return not missing_binaries() and any(config.gateway_api_crds().glob("*.yaml"))
+    return (
+        not missing_binaries()
+        and any(config.gateway_api_crds().glob("*.yaml"))
+        and any(config.prometheus_operator_manifests().glob("*.yaml"))
+    )
 
 
 def _downloaded(module: str, go: str) -> Path:
@@ -172,6 +212,44 @@ def _gateway_api_crds(go: str) -> None:
         shutil.copyfile(crd, partial / crd.name)
     partial.replace(target)
     _log(f"Gateway API {config.GATEWAY_API_VERSION} CRDs in {target}")
+
+
+PROMETHEUS_OPERATOR_FILES = (
+    *(
+        f"example/prometheus-operator-crd/monitoring.coreos.com_{plural}.yaml"
+        for plural in (
+            "alertmanagerconfigs",
+            "alertmanagers",
+            "podmonitors",
+            "probes",
+            "prometheusagents",
+            "prometheuses",
+            "prometheusrules",
+            "scrapeconfigs",
+            "servicemonitors",
+            "thanosrulers",
+        )
+    ),
+    "example/rbac/prometheus-operator/prometheus-operator-cluster-role.yaml",
+    "example/rbac/prometheus/prometheus-cluster-role.yaml",
+)
+
+
+def _prometheus_operator_manifests(go: str) -> None:
+    """Copy the Prometheus Operator's CRDs and its two ClusterRoles (the operator's, and
+    the one Prometheus scrapes with) out of its module: used as published, not rewritten."""
+    target = config.prometheus_operator_manifests()
+    if any(target.glob("*.yaml")):
+        return
+    module = f"{config.PROMETHEUS_OPERATOR_MODULE}@{config.PROMETHEUS_OPERATOR_VERSION}"
+    source = _downloaded(module, go)
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for file in PROMETHEUS_OPERATOR_FILES:
+        shutil.copyfile(source / file, partial / Path(file).name)
+    partial.replace(target)
+    _log(f"Prometheus Operator {config.PROMETHEUS_OPERATOR_VERSION} CRDs and RBAC in {target}")
 
 
 _log = log.scoped("build")
@@ -259,6 +337,7 @@ def _build_locked(out: Path, force: bool) -> Path:
         raise SystemExit(f"[devcluster build] Go toolchain not found: {go} (set ASOCIAL_GO)")
     config.cache_root().mkdir(parents=True, exist_ok=True)
     _gateway_api_crds(go)
+    _prometheus_operator_manifests(go)
     wanted = [t for t in targets() if force or not os.access(t.out_dir / t.name, os.X_OK)]
     if not wanted:
         _log(f"all binaries present in {out} and {config.node_bin_dir()}")

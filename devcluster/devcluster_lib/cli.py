@@ -53,6 +53,12 @@ def main(argv: list[str]) -> int:
         "(127.0.0.1:8443, *.devcluster.test): trust it in a browser or a client",
     )
     sub.add_parser("bin-dir", help="print the directory holding the built binaries")
+    p_which = sub.add_parser(
+        "which",
+        help="print the path of one built binary, e.g. helm, promtool, prometheus "
+        "(exit 1 if it is not built: run `build`)",
+    )
+    p_which.add_argument("binary", choices=config.ALL_BINARIES)
     p_kubectl = sub.add_parser("kubectl", help="run the built kubectl with the kubeconfig")
     p_kubectl.add_argument("args", nargs=argparse.REMAINDER)
 
@@ -86,6 +92,15 @@ def main(argv: list[str]) -> int:
         return 0
     if args.command == "bin-dir":
         print(config.bin_dir())
+        return 0
+    if args.command == "which":
+        path = config.binary_dir(args.binary) / args.binary
+        if not os.access(path, os.X_OK):
+            print(
+                f"{args.binary} is not built yet: run devcluster/devcluster build", file=sys.stderr
+            )
+            return 1
+        print(path)
         return 0
     print(f"unknown command {args.command}", file=sys.stderr)
     return 2

@@ -25,6 +25,15 @@ TRAEFIK_VERSION = "v3.6.12"
 GATEWAY_API_VERSION = "v1.4.0"
 GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
 
+# Day two: helm, the Prometheus Operator (and its config reloader), Prometheus and
+# promtool. Debian's Prometheus (2.42) is older than the operator supports (2.45).
+HELM_VERSION = "v4.3.2"
+PROMETHEUS_OPERATOR_VERSION = "v0.85.0"
+PROMETHEUS_MODULE = "github.com/prometheus/prometheus"
+PROMETHEUS_MODULE_VERSION = "v0.316.0"
+PROMETHEUS_VERSION = "v3.16.0"
+"""The release that module version is (its ``VERSION`` file)."""
+
 DEVCLUSTER_DIR = Path(__file__).resolve().parent.parent
 """The ``devcluster/`` directory of the repository (holds the wrapper Go modules)."""
 
@@ -53,7 +62,21 @@ NODE_BINARIES = (
     "pause",
 )
 EDGE_BINARIES = ("traefik",)
-ALL_BINARIES = ("etcd", *CONTROL_PLANE_BINARIES, "kwok", *NODE_BINARIES, *EDGE_BINARIES)
+OPS_BINARIES = (
+    "helm",
+    "prometheus-operator",
+    "prometheus-config-reloader",
+    "prometheus",
+    "promtool",
+)
+ALL_BINARIES = (
+    "etcd",
+    *CONTROL_PLANE_BINARIES,
+    "kwok",
+    *NODE_BINARIES,
+    *EDGE_BINARIES,
+    *OPS_BINARIES,
+)
 
 PAUSE_IMAGE = "devcluster.local/pause:1"
 """The pod sandbox image, built locally from the ``pause`` binary (no registry needed)."""
@@ -88,15 +111,35 @@ def gateway_api_crds() -> Path:
     return cache_root() / f"gateway-api-{GATEWAY_API_VERSION}" / "standard"
 
 
+PROMETHEUS_OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator"
+
+
+def prometheus_operator_manifests() -> Path:
+    """The Prometheus Operator's CRDs and the ClusterRoles of the operator and of
+    Prometheus (YAML), copied from its module by ``build``."""
+    return cache_root() / f"prometheus-operator-{PROMETHEUS_OPERATOR_VERSION}" / "manifests"
+
+
 def edge_bin_dir() -> Path:
     """Directory holding the edge proxy (Traefik) for its pinned version."""
     return cache_root() / f"traefik-{TRAEFIK_VERSION}" / "bin"
+
+
+def ops_bin_dir() -> Path:
+    """Directory holding the day-two tools (helm, Prometheus and its operator)."""
+    key = (
+        f"helm-{HELM_VERSION}_prometheus-operator-{PROMETHEUS_OPERATOR_VERSION}"
+        f"_prometheus-{PROMETHEUS_VERSION}"
+    )
+    return cache_root() / f"ops-{key}" / "bin"
 
 
 def binary_dir(name: str) -> Path:
     """Where binary ``name`` is built to."""
     if name in EDGE_BINARIES:
         return edge_bin_dir()
+    if name in OPS_BINARIES:
+        return ops_bin_dir()
     return node_bin_dir() if name in NODE_BINARIES else bin_dir()
 
 
