@@ -84,13 +84,15 @@ CHILDREN: tuple[Resource, ...] = (
 )
 SERVICE_MONITOR = Resource("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors")
 SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
+PROMETHEUS_RULE = Resource("monitoring.coreos.com/v1", "PrometheusRule", "prometheusrules")
+PROMETHEUS_RULE_CRD = "prometheusrules.monitoring.coreos.com"
 HTTPROUTE = Resource("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes")
 HTTPROUTE_CRD = "httproutes.gateway.networking.k8s.io"
 # Read, never written: its listeners say whether the route is served over HTTPS.
 GATEWAY = Resource("gateway.networking.k8s.io/v1", "Gateway", "gateways")
-# Watched for drift (and, for routes, their status); kopf serves the ServiceMonitor and
-# HTTPRoute watches only while their CRDs exist.
-WATCHED: tuple[Resource, ...] = (*CHILDREN, SERVICE_MONITOR, HTTPROUTE)
+# Watched for drift (and, for routes, their status); kopf serves the ServiceMonitor,
+# PrometheusRule and HTTPRoute watches only while their CRDs exist.
+WATCHED: tuple[Resource, ...] = (*CHILDREN, SERVICE_MONITOR, PROMETHEUS_RULE, HTTPROUTE)
 BY_KIND: dict[str, Resource] = {r.kind: r for r in (*WATCHED, GATEWAY, INSTANCE)}
 
 

@@ -37,6 +37,7 @@ REDIS = "redis"
 CONFIG = "config"
 INGRESS = "ingress"
 ROUTE = "route"
+MONITORING = "monitoring"
 
 
 def labels(instance: str, component: str) -> dict[str, str]:
@@ -104,6 +105,14 @@ class Names:
     @property
     def route(self) -> str:
         return self.instance
+
+    @property
+    def alerts(self) -> str:
+        return f"{self.instance}-alerts"
+
+    @property
+    def dashboard(self) -> str:
+        return f"{self.instance}-dashboard"
 
     @property
     def tls_secret(self) -> str:

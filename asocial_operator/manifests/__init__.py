@@ -2,17 +2,28 @@
 
 No I/O and no randomness here: the caller passes the Redis password (read
 back from the existing Secret or freshly generated) in the
-:class:`common.Context`, and whether the ServiceMonitor and HTTPRoute CRDs exist.
+:class:`common.Context`, and whether the ServiceMonitor, PrometheusRule and HTTPRoute CRDs
+exist.
 """
 
 from __future__ import annotations
 
-from asocial_operator.manifests import backend, common, config, drift, edge, redis
+from asocial_operator.manifests import backend, common, config, drift, edge, monitoring, redis
 
 Context = common.Context
 Manifest = common.Manifest
 
-__all__ = ["Context", "Manifest", "backend", "build_all", "common", "config", "drift", "edge"]
+__all__ = [
+    "Context",
+    "Manifest",
+    "backend",
+    "build_all",
+    "common",
+    "config",
+    "drift",
+    "edge",
+    "monitoring",
+]
 
 
 def backend_checksum(ctx: common.Context) -> str:
@@ -25,7 +36,11 @@ def redis_checksum(ctx: common.Context) -> str:
 
 
 def build_all(
-    ctx: common.Context, *, service_monitor_crd: bool = False, route_crd: bool = False
+    ctx: common.Context,
+    *,
+    service_monitor_crd: bool = False,
+    prometheus_rule_crd: bool = False,
+    route_crd: bool = False,
 ) -> list[common.Manifest]:
     """Every child the instance should have right now, in a safe apply order.
 
@@ -49,5 +64,7 @@ def build_all(
         edge.build_ingress(ctx),
         edge.build_route(ctx, crd_installed=route_crd),
         edge.build_service_monitor(ctx, crd_installed=service_monitor_crd),
+        monitoring.build_prometheus_rule(ctx, crd_installed=prometheus_rule_crd),
+        monitoring.build_dashboard(ctx),
     ]
     return [m for m in optional if m is not None]

@@ -204,6 +204,12 @@ def build_service_monitor(ctx: common.Context, *, crd_installed: bool) -> common
         "metadata": common.metadata(ctx, ctx.names.backend, naming.BACKEND),
         "spec": {
             "selector": {"matchLabels": naming.selector(ctx.name, naming.BACKEND)},
-            "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
+            "endpoints": [
+                {
+                    "port": "http",
+                    "path": "/metrics",
+                    "interval": ctx.spec.monitoring.scrape_interval,
+                }
+            ],
         },
     }

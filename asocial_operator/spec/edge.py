@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,7 +52,36 @@ class Gateway:
 
 @dataclasses.dataclass(frozen=True)
 class Monitoring:
+    """What the operator creates for Prometheus and Grafana (each only when asked)."""
+
     service_monitor: bool = False
+    scrape_interval: str = "30s"
+    """How often the ServiceMonitor has Prometheus scrape each backend pod."""
+    prometheus_rule: bool = False
+    """The chat stack's alerts for this instance (a Prometheus Operator PrometheusRule)."""
+    dashboard: bool = False
+    """A ConfigMap holding the Grafana dashboard, labelled for Grafana's sidecar."""
+
+
+_DURATION = re.compile(r"([0-9]+(ms|s|m|h))+")
+
+
+def _duration(value: str, path: str) -> str:
+    if not _DURATION.fullmatch(value):
+        raise SpecError(f"{path} must be a Prometheus duration such as 30s or 1m, got {value!r}")
+    return value
+
+
+def parse_monitoring(raw: Mapping[str, Any]) -> Monitoring:
+    p = "spec.monitoring"
+    return Monitoring(
+        service_monitor=field(raw, "serviceMonitor", False, bool, p),
+        scrape_interval=_duration(
+            field(raw, "scrapeInterval", "30s", str, p), f"{p}.scrapeInterval"
+        ),
+        prometheus_rule=field(raw, "prometheusRule", False, bool, p),
+        dashboard=field(raw, "dashboard", False, bool, p),
+    )
 
 
 def parse_ingress(raw: Mapping[str, Any]) -> Ingress:

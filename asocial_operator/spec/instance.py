@@ -15,7 +15,14 @@ from asocial_operator.spec.backend import (
     parse_backend,
     parse_frontend,
 )
-from asocial_operator.spec.edge import Gateway, Ingress, Monitoring, parse_gateway, parse_ingress
+from asocial_operator.spec.edge import (
+    Gateway,
+    Ingress,
+    Monitoring,
+    parse_gateway,
+    parse_ingress,
+    parse_monitoring,
+)
 from asocial_operator.spec.fields import field, section
 from asocial_operator.spec.redis import Redis, parse_redis
 from asocial_operator.spec.scheduling import Scheduling, parse_pull_secrets, parse_scheduling
@@ -57,9 +64,5 @@ def parse(raw: Mapping[str, Any] | None) -> InstanceSpec:
         ingress=parse_ingress(section(raw, "ingress", "spec")),
         gateway=parse_gateway(section(raw, "gateway", "spec") if gateway is not None else None),
         frontend=parse_frontend(section(raw, "frontend", "spec") if frontend is not None else None),
-        monitoring=Monitoring(
-            service_monitor=field(
-                section(raw, "monitoring", "spec"), "serviceMonitor", False, bool, "spec.monitoring"
-            )
-        ),
+        monitoring=parse_monitoring(section(raw, "monitoring", "spec")),
     )

@@ -330,11 +330,32 @@ def test_secrets_never_leak(
         assert secret["data"]["redis-password"] not in text, f"encoded password in {where}"
 
 
-def test_operator_metrics(shared_operator: OperatorProcess) -> None:
+def test_operator_metrics(
+    shared_operator: OperatorProcess, kubectl: Kubectl, api: cluster.Cluster, shared_ns: str
+) -> None:
+    ns = shared_ns
+    apply_instance(kubectl, instance("measured", ns))
+    wait_phase(api, ns, "measured", "Ready", timeout=120)
     text = shared_operator.metrics()
     assert "asocial_operator_reconciles_total" in text
     assert "asocial_operator_reconcile_duration_seconds_bucket" in text
     assert 'asocial_operator_instances{phase="Ready"}' in text
+    assert "asocial_operator_leader 1.0" in text.splitlines()
+    labels = f'instance_name="measured",instance_namespace="{ns}"'
+    assert f"asocial_operator_instance_ready{{{labels}}} 1.0" in text
+    lines = text.splitlines()
+    for state in ("desired", "ready"):
+        sample = (
+            f'asocial_operator_instance_replicas{{component="backend",{labels},state="{state}"}}'
+        )
+        assert any(line.startswith(sample) and not line.endswith(" 0.0") for line in lines)
+
+    kubectl("delete", "asocialinstance", "measured", "-n", ns, "--wait=true")
+    wait_for(
+        lambda: labels not in shared_operator.metrics(),
+        "the deleted instance's series gone from the operator's metrics",
+        timeout=30,
+    )
 
 
 def test_redis_persistence_and_claim_retention(
@@ -387,46 +408,55 @@ def test_external_redis_creates_no_redis(
     assert cm["data"]["ASOCIAL_REDIS_URL"] == "rediss://redis.example.internal:6380/0"
 
 
-SERVICE_MONITOR_CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
-    "spec": {
-        "group": "monitoring.coreos.com",
-        "scope": "Namespaced",
-        "names": {
-            "kind": "ServiceMonitor",
-            "plural": "servicemonitors",
-            "singular": "servicemonitor",
+MONITORING_KINDS = {"servicemonitors": "ServiceMonitor", "prometheusrules": "PrometheusRule"}
+
+
+def monitoring_crd(plural: str, kind: str) -> dict[str, Any]:
+    """A stand-in for a Prometheus Operator CRD (any fields accepted)."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
         },
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
+    }
 
 
-def test_frontend_and_service_monitor(
+def test_frontend_and_monitoring_objects(
     kubectl: Kubectl, api: cluster.Cluster, shared_ns: str
 ) -> None:
-    """A frontend takes `/`; a ServiceMonitor appears only where its CRD exists, and goes."""
+    """A frontend takes `/`; a ServiceMonitor and a PrometheusRule (where their CRDs
+    exist) and the dashboard ConfigMap appear when asked for, and go."""
     ns = shared_ns
-    kubectl("apply", "--server-side", "-f", "-", input=json.dumps(SERVICE_MONITOR_CRD))
-    kubectl("wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com")
+    added = []
+    for plural, kind in MONITORING_KINDS.items():
+        crd = f"{plural}.monitoring.coreos.com"
+        # The devcluster's real node brings the Prometheus Operator's own CRDs.
+        if kubectl("get", "crd", crd, check=False).returncode != 0:
+            body = json.dumps(monitoring_crd(plural, kind))
+            kubectl("apply", "--server-side", "-f", "-", input=body)
+            added.append(crd)
+        kubectl("wait", "--for=condition=Established", f"crd/{crd}")
     try:
         spec: dict[str, Any] = {
             "frontend": {"image": "web:1", "replicas": 2},
-            "monitoring": {"serviceMonitor": True},
+            "monitoring": {"serviceMonitor": True, "prometheusRule": True, "dashboard": True},
         }
         create_ready(kubectl, api, ns, spec)
         assert must(api, ns, "Deployment", "chat-frontend")["spec"]["replicas"] == 2
@@ -438,11 +468,21 @@ def test_frontend_and_service_monitor(
         ]
         monitor = wait_for(lambda: get(api, ns, "ServiceMonitor", "chat-backend"), "ServiceMonitor")
         assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+        rule = wait_for(lambda: get(api, ns, "PrometheusRule", "chat-alerts"), "PrometheusRule")
+        alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]]
+        assert "AsocialRedisDown" in alerts
+        dashboard = must(api, ns, "ConfigMap", "chat-dashboard")
+        assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert json.loads(dashboard["data"]["asocial-dashboard.json"])["uid"] == "asocial-chat"
 
         apply_instance(kubectl, instance("chat", ns, {}))
         wait_for(lambda: get(api, ns, "Deployment", "chat-frontend") is None, "frontend removed")
-        wait_for(
-            lambda: get(api, ns, "ServiceMonitor", "chat-backend") is None, "ServiceMonitor removed"
-        )
+        for kind, name in (
+            ("ServiceMonitor", "chat-backend"),
+            ("PrometheusRule", "chat-alerts"),
+            ("ConfigMap", "chat-dashboard"),
+        ):
+            wait_for(lambda k=kind, n=name: get(api, ns, k, n) is None, f"{kind} {name} removed")
     finally:
-        kubectl("delete", "crd", "servicemonitors.monitoring.coreos.com", "--wait=false")
+        for crd in added:
+            kubectl("delete", "crd", crd, "--wait=false")

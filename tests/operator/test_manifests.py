@@ -16,7 +16,7 @@ import pytest
 
 from asocial_operator import manifests, naming
 from asocial_operator import spec as specs
-from asocial_operator.manifests import backend, config, edge, redis
+from asocial_operator.manifests import backend, config, edge, monitoring, redis
 from tests.operator.expected import MINIMAL_CHILDREN
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -627,3 +627,48 @@ def test_route_only_when_asked_and_the_gateway_api_is_there() -> None:
     assert "HTTPRoute" not in kinds  # the HTTPRoute CRD is absent
     both = build({"gateway": GATEWAY})
     assert {"Ingress", "HTTPRoute"} <= {c["kind"] for c in both}, "both, to move without downtime"
+
+
+def test_prometheus_rule_needs_its_crd_and_reads_only_this_instances_series() -> None:
+    ctx = context({"monitoring": {"prometheusRule": True}})
+    assert monitoring.build_prometheus_rule(ctx, crd_installed=False) is None
+    assert monitoring.build_prometheus_rule(context({}), crd_installed=True) is None
+    rule = monitoring.build_prometheus_rule(ctx, crd_installed=True)
+    assert rule is not None
+    assert rule["metadata"]["name"] == "chat-alerts"
+    assert rule["metadata"]["labels"][naming.LABEL_MANAGED_BY] == naming.FIELD_MANAGER
+    (group,) = rule["spec"]["groups"]
+    for alert in group["rules"]:
+        expr = alert["expr"]
+        # every series it reads is this instance's: its backend job, or its name
+        reads_chat = 'namespace="team",job="chat-backend"' in expr
+        reads_instance = 'instance_namespace="team",instance_name="chat"' in expr
+        assert reads_chat or reads_instance, expr
+    built = {c["kind"] for c in manifests.build_all(ctx, prometheus_rule_crd=True)}
+    assert "PrometheusRule" in built
+
+
+def test_dashboard_config_map_is_labelled_for_grafanas_sidecar() -> None:
+    assert monitoring.build_dashboard(context({})) is None
+    cm = monitoring.build_dashboard(context({"monitoring": {"dashboard": True}}))
+    assert cm is not None
+    assert cm["metadata"]["name"] == "chat-dashboard"
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    model = json.loads(cm["data"]["asocial-dashboard.json"])
+    assert model["uid"] == "asocial-chat"
+    assert model["panels"]
+
+
+@pytest.mark.parametrize("key", ["serviceMonitor", "prometheusRule", "dashboard"])
+def test_monitoring_switches_must_be_booleans(key: str) -> None:
+    with pytest.raises(specs.SpecError, match=rf"spec\.monitoring\.{key} must be a bool"):
+        specs.parse({"monitoring": {key: "yes"}})
+
+
+def test_the_scrape_interval_is_a_prometheus_duration() -> None:
+    ctx = context({"monitoring": {"serviceMonitor": True, "scrapeInterval": "5s"}})
+    monitor = edge.build_service_monitor(ctx, crd_installed=True)
+    assert monitor is not None
+    assert monitor["spec"]["endpoints"][0]["interval"] == "5s"
+    with pytest.raises(specs.SpecError, match="scrapeInterval must be a Prometheus duration"):
+        specs.parse({"monitoring": {"scrapeInterval": "5 seconds"}})
