@@ -19,7 +19,7 @@ APT_PACKAGES := redis-server chromium openssl iptables iproute2 mmdebstrap umoci
   buildah libnss3-tools
 STAMP := .make/installed
 
-.PHONY: demo test images requirements test-lowest lock install firebase-tools system-deps lint typecheck layers unit devcluster-build devcluster-up devcluster-down chat bench clean
+.PHONY: demo test images monitoring chart requirements test-lowest lock install firebase-tools system-deps lint typecheck layers unit devcluster-build devcluster-up devcluster-down chat bench clean
 
 ## demo: the devcluster with its real node and its Gateway (Traefik), the images built
 ## here, the operator installed in-cluster (kubectl apply -k deploy/devcluster/),
@@ -81,6 +81,16 @@ requirements: | $(UV)
 	  $(UV) export --quiet --frozen --no-header --no-dev --extra $$extra --no-emit-project \
 	    --format requirements-txt -o deploy/images/requirements-$$extra.txt; done
 
+## monitoring: the shipped alert rules file and Grafana dashboard, written from
+## asocial_operator/monitoring/ (a test fails while they differ)
+monitoring: install
+	$(PYTHON) -m asocial_operator.monitoring deploy/monitoring
+
+## chart: the Helm chart's generated files (its CRD template from crds/, the operator's
+## alert rules), written from their sources (a test fails while they differ)
+chart: install
+	$(PYTHON) charts/render.py
+
 ## images: asocial-chat and asocial-operator from the Dockerfiles (buildah, on Debian-built
 ## bases; cached by content), imported into the devcluster's node when it runs
 images: system-deps
@@ -113,7 +123,7 @@ lint: | $(UV)
 	$(PYTHON) -m ruff format --check chatserver asocial_operator devcluster tests benchmarks
 
 typecheck:
-	$(PYTHON) -m mypy chatserver asocial_operator devcluster/devcluster_lib
+	$(PYTHON) -m mypy chatserver asocial_operator devcluster/devcluster_lib charts/render.py
 
 layers:
 	PYTHONPATH=devcluster $(VENV)/bin/lint-imports
