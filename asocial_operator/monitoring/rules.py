@@ -102,7 +102,7 @@ def chat_rules(sel: Selector = ALL) -> dict[str, Any]:
             "0s",
             "warning",
             "Redis of {{ $labels.namespace }}/{{ $labels.job }} failed over"
-            " {{ $value | humanize }} times in an hour",
+            ' {{ printf "%.0f" $value }} times in an hour',
             "The sentinels named a new master more than 3 times in the last hour.",
         ),
         _alert(
