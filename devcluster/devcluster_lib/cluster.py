@@ -25,6 +25,7 @@ from . import (
     kubeconfig,
     log,
     manifests,
+    monitoring,
     node,
     process,
     steps,
@@ -377,6 +378,7 @@ class Cluster:
         if data.get("real_node"):
             components += node.Node(self.root, pki).components(api, server)
             components.append(self._edge(api))
+            components.append(self._monitoring(api))
         return components
 
     def _edge(self, api: Callable[[], ApiClient]) -> steps.Component:
@@ -406,6 +408,30 @@ class Cluster:
             ),
         )
 
+    def _monitoring(self, api: Callable[[], ApiClient]) -> steps.Component:
+        """The Prometheus Operator and the Prometheus devcluster-system/devcluster (see
+        ``monitoring``): objects, not a process of ours; they go with the node."""
+
+        def install() -> None:
+            api().create_all(monitoring.objects())
+
+        def available() -> tuple[bool, str]:
+            path = (
+                f"/apis/monitoring.coreos.com/v1/namespaces/{monitoring.NAMESPACE}"
+                f"/prometheuses/{monitoring.PROMETHEUS}"
+            )
+            try:
+                return monitoring.available(api().get_json(path))
+            except RuntimeError as exc:
+                return False, str(exc)
+
+        return steps.Component(
+            "monitoring",
+            None,
+            prepare=install,
+            ready=(steps.Readiness("Prometheus devcluster available", available, 120),),
+        )
+
     def _credentials(self, server: str) -> None:
         """The PKI, the admin kubeconfig and each component's own."""
         pki = certs.generate(self.root / "pki")
@@ -430,20 +456,24 @@ class Cluster:
             )
 
     def _bootstrap(self, api: ApiClient, bin_dir: Path) -> None:
-        """The Gateway API's CRDs, fake nodes, the StorageClass and the pool of
-        PersistentVolumes."""
-        crds = config.gateway_api_crds()
+        """The Gateway API's CRDs, the Prometheus Operator's CRDs and ClusterRoles, fake
+        nodes, the StorageClass and the pool of PersistentVolumes."""
         applied = subprocess.run(
             [
                 *(str(bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", "apply"),
-                *("--server-side", "--field-manager=devcluster", "-f", str(crds)),
+                *("--server-side", "--field-manager=devcluster"),
+                *("-f", str(config.gateway_api_crds())),
+                *("-f", str(config.prometheus_operator_manifests())),
             ],
             capture_output=True,
             text=True,
             check=False,
         )
         if applied.returncode != 0:
-            raise SystemExit(f"devcluster: applying the Gateway API CRDs failed:\n{applied.stderr}")
+            raise SystemExit(
+                "devcluster: applying the Gateway API's and the Prometheus Operator's CRDs"
+                f" failed:\n{applied.stderr}"
+            )
         objects = manifests.bootstrap(self.root / "volumes")
         # The pool's directories exist before any pod mounts them, writable by every uid:
         # hostPath volumes ignore fsGroup, and pods here run as non-root users (Redis as

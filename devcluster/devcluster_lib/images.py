@@ -10,6 +10,9 @@ when that changes.
 |----------------------------------|----------------------------------------------|
 | ``devcluster.local/pause:1``     | the ``pause`` binary (the pod sandbox)       |
 | ``devcluster.local/traefik:v3.6.12`` | the ``traefik`` binary (the edge proxy)  |
+| ``devcluster.local/prometheus``, | the binaries built here, where the Prometheus |
+| ``…/prometheus-operator``,       | Operator's pods expect them (``/bin/…``)     |
+| ``…/prometheus-config-reloader`` |                                              |
 | ``devcluster.local/redis:7``     | Debian's redis-server, -sentinel, -tools; ``sh`` |
 | ``devcluster.local/python:3.11`` | Debian's python3 (3.11), ``sh``              |
 | ``devcluster.local/python-build:3.11`` | the same plus ``venv`` and pip's wheel: the  |
@@ -43,7 +46,12 @@ class Image:
     packages: tuple[str, ...] = ()
     """Debian packages of the root filesystem (``mmdebstrap --variant=minbase``)."""
     binary: str | None = None
-    """A node binary that is the whole image (``/<binary>``), instead of packages."""
+    """A node binary that is the whole image (at ``binary_path``), instead of packages."""
+    binary_path: str = ""
+    """Where the binary goes (default ``/<binary>``): where the program that starts the
+    container expects it."""
+    entrypoint: tuple[str, ...] = ()
+    """For images whose users pass only ``args`` (the Prometheus Operator's pods)."""
     cmd: tuple[str, ...] = ()
     user: str = ""
     node: bool = True
@@ -59,7 +67,10 @@ class Image:
     def key(self) -> str:
         """Content key: the recipe, plus the binary's bytes for a binary image."""
         recipe = json.dumps(
-            [self.ref, SUITE, self.packages, self.binary, self.cmd, self.user, self.env]
+            [
+                *(self.ref, SUITE, self.packages, self.binary, self.binary_path),
+                *(self.entrypoint, self.cmd, self.user, self.env),
+            ]
         ).encode()
         digest = hashlib.sha256(recipe)
         if self.binary:
@@ -77,6 +88,31 @@ IMAGES = (
         binary="traefik",
         cmd=("/traefik",),
         user="65532",
+    ),
+    # Day two: Prometheus and the Prometheus Operator, where the operator's pods look.
+    Image(
+        "devcluster.local/prometheus",
+        config.PROMETHEUS_VERSION,
+        binary="prometheus",
+        binary_path="/bin/prometheus",
+        entrypoint=("/bin/prometheus",),
+        user="65534",
+    ),
+    Image(
+        "devcluster.local/prometheus-operator",
+        config.PROMETHEUS_OPERATOR_VERSION,
+        binary="prometheus-operator",
+        binary_path="/bin/operator",
+        entrypoint=("/bin/operator",),
+        user="65534",
+    ),
+    Image(
+        "devcluster.local/prometheus-config-reloader",
+        config.PROMETHEUS_OPERATOR_VERSION,
+        binary="prometheus-config-reloader",
+        binary_path="/bin/prometheus-config-reloader",
+        entrypoint=("/bin/prometheus-config-reloader",),
+        user="65534",
     ),
     Image(
         "devcluster.local/redis",
@@ -115,8 +151,9 @@ def _require(tool: str, package: str) -> None:
 
 def _rootfs(image: Image, into: Path) -> None:
     if image.binary:
-        into.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(config.binary_dir(image.binary) / image.binary, into / image.binary)
+        target = into / (image.binary_path or image.binary).lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(config.binary_dir(image.binary) / image.binary, target)
         return
     _require("mmdebstrap", "mmdebstrap")
     tar = into.parent / "rootfs.tar"
@@ -162,6 +199,8 @@ def build(image: Image) -> Path:
         subprocess.run(["umoci", "repack", "--image", ref, str(bundle)], check=True)
         configure = ["umoci", "config", "--image", ref, "--clear=config.env"]
         configure += [f"--config.env={e}" for e in image.env]
+        for arg in image.entrypoint:
+            configure.append(f"--config.entrypoint={arg}")
         for arg in image.cmd:
             configure.append(f"--config.cmd={arg}")
         if image.user:
