@@ -143,6 +143,8 @@ class Metrics:
             self.auth_failures.labels(reason)
         for kind in limited:
             self.clients_limited.labels(kind)
+        if not self._channel_labels:
+            self.messages_published.labels("all")
 
     def channel_label(self, channel: str) -> str:
         """``"all"`` unless channel labels are on (``ASOCIAL_METRICS_CHANNEL_LABELS``):

@@ -140,6 +140,7 @@ def ops_targets() -> list[Target]:
     prometheus = (f"-X {common}.Version={config.PROMETHEUS_VERSION.lstrip('v')}",)
     inside = f"{config.PROMETHEUS_MODULE}@{config.PROMETHEUS_MODULE_VERSION}"
     po = "github.com/prometheus-operator/prometheus-operator/cmd"
+    sd = ("remove_all_sd", "enable_kubernetes_sd")
     return [
         Target(
             "helm",
@@ -159,10 +160,11 @@ def ops_targets() -> list[Target]:
             "",
             "./cmd/prometheus",
             prometheus,
-            tags=("remove_all_sd", "enable_kubernetes_sd"),
+            tags=sd,
             inside=inside,
         ),
-        Target("promtool", "", "./cmd/promtool", prometheus, inside=inside),
+        # The same tags as Prometheus: the two share their compiled packages.
+        Target("promtool", "", "./cmd/promtool", prometheus, tags=sd, inside=inside),
     ]
 
 

@@ -411,6 +411,10 @@ state = '{base / "state"}'
             "cgroupsPerQOS": True,
             "enforceNodeAllocatable": ["pods"],
             "maxPods": 60,
+            # A development cluster: a changed ConfigMap or Secret reaches the pods that
+            # mount it within seconds (the default sync is every minute), e.g. the
+            # Prometheus configuration and rules the Prometheus Operator writes.
+            "syncFrequency": "10s",
             "shutdownGracePeriod": "0s",
             "logging": {"format": "text"},
         }

@@ -226,6 +226,7 @@ async def test_operational_endpoints(server: ChatProcess) -> None:
         'frames_rejected_total{code="unavailable"} 0.0',
         'auth_failures_total{reason="expired"} 0.0',
         'client_requests_limited_total{kind="chat"} 0.0',
+        'messages_published_total{channel="all"}',
         "broker_connected 1.0",
         "broker_master_moves_total 0.0",
         "websocket_connections_limit 20000.0",

@@ -160,7 +160,13 @@ def test_install_upgrade_and_uninstall_with_helm(
         assert f".spec.{NEW_FIELD}" in refused.stderr, refused.stderr
 
         upgraded = chart_with_a_new_crd_field(tmp_path)
-        run(helm, "upgrade", RELEASE, str(upgraded), "--namespace", RELEASE_NS, "--reuse-values")
+        # kubectl still co-owns the CRD's fields it applied: an upgrade after a takeover
+        # forces them over (as the chart's README says).
+        run(
+            helm,
+            *("upgrade", RELEASE, str(upgraded), "--namespace", RELEASE_NS),
+            *("--reuse-values", "--force-conflicts"),
+        )
         assert "asocial-operator-0.1.1" in run(helm, "list", "--namespace", RELEASE_NS)
         wait_for(
             lambda: apply_with_note(kubectl, apps).returncode == 0,

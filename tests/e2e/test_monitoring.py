@@ -145,6 +145,7 @@ async def test_prometheus_scrapes_the_stack_and_alerts_on_it(
     ns, job = stack.namespace, "chat-backend"
     pods = len(stack.pods("backend"))
     kubectl("get", "configmap", "chat-dashboard", "-n", ns)
+    ready = time.monotonic()
 
     await asyncio.to_thread(
         wait_for,
@@ -161,6 +162,7 @@ async def test_prometheus_scrapes_the_stack_and_alerts_on_it(
         "Prometheus scraping the operator",
         90,
     )
+    report.record("prometheus_scraping_the_pods_seconds", round(time.monotonic() - ready, 1))
 
     def groups_loaded() -> list[dict[str, Any]] | None:
         groups = prometheus.api("rules")["groups"]
@@ -175,7 +177,8 @@ async def test_prometheus_scrapes_the_stack_and_alerts_on_it(
         )
         return ours if len(ours) == 2 and evaluated else None
 
-    groups = await asyncio.to_thread(wait_for, groups_loaded, "both rule groups evaluated", 90)
+    groups = await asyncio.to_thread(wait_for, groups_loaded, "both rule groups evaluated", 150)
+    report.record("prometheus_rules_evaluated_seconds", round(time.monotonic() - ready, 1))
     expected = set(rules.alert_names())
     assert {r["name"] for g in groups for r in g["rules"]} == expected
     unhealthy = [(r["name"], r.get("lastError")) for g in groups for r in g["rules"]]
@@ -190,6 +193,12 @@ async def test_prometheus_scrapes_the_stack_and_alerts_on_it(
         for i, url in enumerate(urls[:2])
     ]
     try:
+        await asyncio.to_thread(
+            wait_for,
+            lambda: all(len(t.delivered(watcher)) >= 20 for t in typists),
+            "both typists' frames reaching the watcher",
+            30,
+        )
 
         def empty_queries() -> list[str]:
             return [
@@ -199,9 +208,13 @@ async def test_prometheus_scrapes_the_stack_and_alerts_on_it(
             ]
 
         missing: list[str] = []
+        started = time.monotonic()
 
         def all_answer() -> bool:
-            missing[:] = empty_queries()
+            now = empty_queries()
+            if now != missing:
+                print(f"[monitoring] {time.monotonic() - started:.0f}s: no data for {now}")
+            missing[:] = now
             return not missing
 
         try:
@@ -209,6 +222,7 @@ async def test_prometheus_scrapes_the_stack_and_alerts_on_it(
         except AssertionError as exc:
             raise AssertionError(f"{exc}: no data for {missing}") from None
         report.record("dashboard_queries_with_data", len(dashboard.queries()))
+        report.record("dashboard_data_seconds", round(time.monotonic() - ready, 1))
         for group in groups:
             for rule in group["rules"]:
                 prometheus.query(rule["query"])  # raises unless Prometheus evaluates it
