@@ -35,7 +35,10 @@ from chatserver.protocol import StreamPosition
 log = logging.getLogger(__name__)
 
 REMEMBERED = 128
-KEEP_S = 3.0
+KEEP_S = 30.0
+"""Long enough for a whole move, not only its first switch: sentinels that had not heard
+of a switch can name the old master again before the last one wins, and one e2e run saw
+12 s between a renumbered offset's first delivery and the read that found its new frame."""
 MOST = 1024
 _OFFSET = b',"offset":'
 

@@ -356,6 +356,28 @@ def test_frames_published_again_after_a_renumbering_failover_reach_no_socket_twi
     assert order.position == StreamPosition("e1", 10)
 
 
+def test_frames_renumbered_long_after_their_offsets_were_delivered_are_still_found(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sentinels can hand the master back and forth for seconds (one named the old
+    master again before the last switch won): the read that finds new frames under
+    offsets delivered 12 s earlier still tells them apart and delivers them."""
+    clock = [1000.0]
+    monkeypatch.setattr("chatserver.ordering.time.monotonic", lambda: clock[0])
+    order = RoomOrder()
+    old = [entry("e1", n, text) for n, text in enumerate("abcdef", start=1)]
+    for e in old:
+        assert order.accept(e) == [e]
+    for _ in range(3):  # the hub prunes every room's digests meanwhile
+        clock[0] += 4.0
+        order.prune(clock[0])
+    assert order.resync(moved=True)
+    order.reference()
+    new = [entry("e1", 5, "x"), entry("e1", 6, "y")]
+    result = order.recovered(History(StreamPosition("e1", 6), old[:4] + new, True))
+    assert [e.frame for e in result.frames] == [e.frame for e in new]
+
+
 def test_a_copy_published_again_under_its_original_offset_reaches_no_socket_twice() -> None:
     """The replica that took over had a and b (1-2); the sender's process published c..f
     again, and the new master numbered them 3-6: the offsets the old master gave them.
