@@ -384,52 +384,44 @@ class Cluster:
     def _edge(self, api: Callable[[], ApiClient]) -> steps.Component:
         """Traefik on the real node and the Gateway devcluster-system/devcluster (see
         ``edge``): objects, not a process of ours; they go with the node."""
-
-        def install() -> None:
-            api().create_all(edge.objects(*edge.server_certificate(self.root)))
-
-        def programmed() -> tuple[bool, str]:
-            path = (
-                f"/apis/gateway.networking.k8s.io/v1/namespaces/{edge.NAMESPACE}"
-                f"/gateways/{edge.GATEWAY}"
-            )
-            try:
-                return edge.gateway_programmed(api().get_json(path))
-            except RuntimeError as exc:
-                return False, str(exc)
-
         return steps.Component(
             "edge",
             None,
-            prepare=install,
+            prepare=lambda: api().create_all(edge.objects(*edge.server_certificate(self.root))),
             ready=(
                 steps.Readiness("Traefik answering on 127.0.0.1:8080", edge.serving, 90),
-                steps.Readiness("the Gateway devcluster programmed", programmed, 60),
+                steps.Readiness(
+                    "the Gateway devcluster programmed",
+                    _judged(
+                        api,
+                        f"/apis/gateway.networking.k8s.io/v1/namespaces/{edge.NAMESPACE}"
+                        f"/gateways/{edge.GATEWAY}",
+                        edge.gateway_programmed,
+                    ),
+                    60,
+                ),
             ),
         )
 
     def _monitoring(self, api: Callable[[], ApiClient]) -> steps.Component:
         """The Prometheus Operator and the Prometheus devcluster-system/devcluster (see
         ``monitoring``): objects, not a process of ours; they go with the node."""
-
-        def install() -> None:
-            api().create_all(monitoring.objects())
-
-        def available() -> tuple[bool, str]:
-            path = (
-                f"/apis/monitoring.coreos.com/v1/namespaces/{monitoring.NAMESPACE}"
-                f"/prometheuses/{monitoring.PROMETHEUS}"
-            )
-            try:
-                return monitoring.available(api().get_json(path))
-            except RuntimeError as exc:
-                return False, str(exc)
-
         return steps.Component(
             "monitoring",
             None,
-            prepare=install,
-            ready=(steps.Readiness("Prometheus devcluster available", available, 120),),
+            prepare=lambda: api().create_all(monitoring.objects()),
+            ready=(
+                steps.Readiness(
+                    "Prometheus devcluster available",
+                    _judged(
+                        api,
+                        f"/apis/monitoring.coreos.com/v1/namespaces/{monitoring.NAMESPACE}"
+                        f"/prometheuses/{monitoring.PROMETHEUS}",
+                        monitoring.available,
+                    ),
+                    120,
+                ),
+            ),
         )
 
     def _credentials(self, server: str) -> None:
@@ -567,3 +559,20 @@ class Cluster:
             except RuntimeError as exc:
                 lines.append(f"nodes: {exc}")
         return all_alive and ok, "\n".join(lines)
+
+
+def _judged(
+    api: Callable[[], ApiClient],
+    path: str,
+    judge: Callable[[dict[str, Any] | None], tuple[bool, str]],
+) -> Callable[[], tuple[bool, str]]:
+    """A readiness check: the object at ``path`` as ``judge`` sees it (not found yet: not
+    ready, and why)."""
+
+    def check() -> tuple[bool, str]:
+        try:
+            return judge(api().get_json(path))
+        except RuntimeError as exc:
+            return False, str(exc)
+
+    return check
