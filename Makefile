@@ -96,12 +96,13 @@ chart: install
 images: system-deps
 	devcluster/devcluster images
 
-## test-lowest: the lowest versions every range allows, and the unit suite on them
+## test-lowest: the lowest versions every range allows, and the unit suite on them (not
+## the tests of the binaries the devcluster build makes: it runs before that build)
 test-lowest: system-deps | $(UV)
 	$(UV) venv --quiet --allow-existing --python $(BASE_PYTHON) $(LOWEST_VENV)
 	VIRTUAL_ENV=$(LOWEST_VENV) $(UV) pip install --quiet --resolution lowest-direct -e '.[server,operator,test]'
 	VIRTUAL_ENV=$(LOWEST_VENV) $(LOWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider \
-	  -m "not devcluster and not browser" $(LOWEST_TESTS)
+	  -m "not devcluster and not browser and not tools" $(LOWEST_TESTS)
 
 ## system-deps: Debian packages the tests drive for real (redis-server, chromium) and the
 ## real node needs (iptables, mmdebstrap and umoci for local images, libseccomp for runc)

@@ -17,6 +17,8 @@ import yaml
 
 from tests.fixtures.devcluster import DEVCLUSTER, REPO_ROOT
 
+pytestmark = pytest.mark.tools
+
 CHART = REPO_ROOT / "charts" / "asocial-operator"
 HELM_ONLY_LABELS = (
     "app.kubernetes.io/instance",

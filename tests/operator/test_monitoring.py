@@ -75,11 +75,13 @@ def test_the_shipped_files_are_generated_from_the_package() -> None:
     assert shipped == render.dashboard_text(), "stale: run `make monitoring`"
 
 
+@pytest.mark.tools
 def test_promtool_accepts_the_rules_file(promtool: str) -> None:
     out = run(promtool, "check", "rules", str(RULES))
     assert f"SUCCESS: {len(rules.alert_names())} rules found" in out, out
 
 
+@pytest.mark.tools
 def test_every_alert_fires_on_some_series_and_not_on_others(promtool: str) -> None:
     cases = yaml.safe_load(RULE_TESTS.read_text())["tests"]
     fires: set[str] = set()
@@ -94,6 +96,7 @@ def test_every_alert_fires_on_some_series_and_not_on_others(promtool: str) -> No
     assert "SUCCESS" in out, out
 
 
+@pytest.mark.tools
 def test_an_instances_rules_fire_for_that_instance_only(promtool: str, tmp_path: Path) -> None:
     selector = rules.for_instance("blue", "chat", "chat-backend")
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": [rules.chat_rules(selector)]}))
@@ -187,6 +190,7 @@ def _concrete(expr: str) -> str:
     return expr
 
 
+@pytest.mark.tools
 def test_promtool_parses_every_dashboard_query(promtool: str, tmp_path: Path) -> None:
     recording = [
         {"record": f"asocial:dashboard_query_{i}", "expr": _concrete(expr)}
