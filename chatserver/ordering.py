@@ -14,10 +14,11 @@ differs). Two things need them, both only around a master move:
 - a failover to a replica that lacked the newest frames makes the new master number other
   frames with offsets this process delivered; a recovery read that starts
   :data:`REMEMBERED` frames back finds those whose content differs, and delivers them;
-- the sender's process publishes its last second again (the old master may have taken a
+- the sender's process publishes its last seconds again (the old master may have taken a
   frame no history holds): a frame delivered already comes back under a new offset (or,
   shifted by a renumbering, under the very offset it first had), and is dropped, so no
-  socket gets a frame twice.
+  socket gets a frame twice. Only for :data:`KEEP_S` after a move: otherwise a frame is
+  never dropped for its content.
 
 Kept by time, the digests cost a quiet room nothing once :meth:`RoomOrder.prune` ran.
 """
@@ -77,6 +78,11 @@ class RoomOrder:
     held: list[Entry] = field(default_factory=list)
     recent: OrderedDict[int, tuple[int, float]] = field(default_factory=OrderedDict)
     """Offset -> (content digest, when delivered), oldest first."""
+    dedupe_until: float = 0.0
+    """Until when a frame whose content was delivered already is taken for a copy
+    published again (:data:`KEEP_S` after the master moved). Outside that, two
+    byte-identical frames (the same text sent twice within a millisecond) are two
+    frames, and both are delivered."""
     contents: OrderedDict[int, tuple[int, float]] = field(default_factory=OrderedDict)
     """Content digest -> (offset it was delivered under, when), oldest first: kept on
     its own, since an offset may be taken over by another frame (a renumbering
@@ -112,6 +118,8 @@ class RoomOrder:
         if self.position is None and self.seed is None:
             return False
         self.look_back = self.look_back or moved
+        if moved:
+            self.dedupe_until = time.monotonic() + KEEP_S
         if self.recovering:
             return False  # under way; it reads again if this one asks to look back
         self.recovering = True
@@ -173,16 +181,16 @@ class RoomOrder:
         """Remember ``entry`` as delivered; False if its content was delivered before
         under another offset (published again)."""
         key, offset = _content(entry.frame), entry.position.offset
+        now = time.monotonic()
         known = self.contents.get(key)
         # Delivered before, under whatever offset: a republished copy may land on the
         # very offset its original had, when a renumbering failover shifted them so.
-        again = known is not None
+        again = known is not None and now < self.dedupe_until
         if again:
             log.debug(
                 "frame dropped: delivered before under another offset",
                 extra={"offset": offset, "before": known[0] if known else None},
             )
-        now = time.monotonic()
         self.recent.pop(offset, None)
         self.recent[offset] = (key, now)
         if not again:

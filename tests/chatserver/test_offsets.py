@@ -331,6 +331,9 @@ def test_a_frame_published_again_after_a_move_reaches_no_socket_twice() -> None:
     again = Entry(StreamPosition("e1", 2), frame[:-1] + b',"offset":2}')
     typed_on = Entry(StreamPosition("e1", 3), orjson.dumps({"payload": "hi!", "offset": 3}))
     assert order.accept(first) == [first]
+    assert order.resync(moved=True)  # this process followed the master too
+    order.reference()
+    assert order.recovered(History(StreamPosition("e1", 1), [first], True)).frames == []
     assert order.accept(again) == []
     assert order.accept(typed_on) == [typed_on]
     assert order.position == StreamPosition("e1", 3)
@@ -376,6 +379,15 @@ def test_frames_renumbered_long_after_their_offsets_were_delivered_are_still_fou
     new = [entry("e1", 5, "x"), entry("e1", 6, "y")]
     result = order.recovered(History(StreamPosition("e1", 6), old[:4] + new, True))
     assert [e.frame for e in result.frames] == [e.frame for e in new]
+
+
+def test_two_identical_frames_outside_a_move_are_both_delivered() -> None:
+    """The same text sent twice within a millisecond is two frames (each gets its
+    outcome); only after a master moved is a repeated content a copy published again."""
+    order = RoomOrder()
+    first, second = entry("e1", 1, "same"), entry("e1", 2, "same")
+    assert order.accept(first) == [first]
+    assert order.accept(second) == [second]
 
 
 def test_a_copy_published_again_under_its_original_offset_reaches_no_socket_twice() -> None:
