@@ -231,7 +231,10 @@ async def test_prometheus_scrapes_the_stack_and_alerts_on_it(
             await typist.stop()
         await watcher.stop()
 
-    # Redis goes away: its pod deleted on a cordoned node cannot come back.
+    # Redis goes away: its pod deleted on a cordoned node cannot come back. Before, the
+    # alert is quiet (not even pending): its `for` then counts from the deletion.
+    connected = prometheus.query(f'broker_connected{{namespace="{ns}",job="{job}"}}')
+    assert not prometheus.active("AsocialRedisDown", ns), f"active before Redis went: {connected}"
     (redis_pod,) = stack.pods("redis")
     kubectl("cordon", NODE)
     try:
