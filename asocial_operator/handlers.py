@@ -70,7 +70,7 @@ async def instance_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo,
     key = store.instance_key(body)
     if event["type"] == "DELETED":
         memo.store.remove_instance(key)
-        metrics.observe_instances(memo.store.statuses())
+        metrics.observe_instance(key, None)
         return
     memo.store.put_instance(body)
     memo.queue.add(key)

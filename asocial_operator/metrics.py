@@ -7,7 +7,6 @@ those names would be renamed ``exported_*`` on the way in.
 
 from __future__ import annotations
 
-import collections
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -51,30 +50,39 @@ INSTANCE_REPLICAS = prometheus_client.Gauge(
     ["instance_namespace", "instance_name", "component", "state"],
 )
 
-_reported: set[tuple[str, str]] = set()
-_reported_lock = threading.Lock()
+_phases: dict[tuple[str, str], str] = {}  # each instance's last reported phase
+_phases_lock = threading.Lock()
+for _phase in status.PHASES:
+    INSTANCES.labels(phase=_phase)
 
 
-def observe_instances(statuses: Mapping[tuple[str, str], Mapping[str, Any]]) -> None:
-    """Set the per-phase counts and the per-instance series from each instance's last
-    status; drop the series of instances that are gone."""
-    counts = collections.Counter(str(s.get("phase") or status.PENDING) for s in statuses.values())
-    for phase in status.PHASES:
-        INSTANCES.labels(phase=phase).set(counts.get(phase, 0))
-    with _reported_lock:
-        for key, current in statuses.items():
-            INSTANCE_READY.labels(*key).set(1 if current.get("phase") == status.READY else 0)
-            for component in ("backend", "redis"):
-                part = current.get(component) or {}
-                for state, field in (("desired", "replicas"), ("ready", "readyReplicas")):
-                    INSTANCE_REPLICAS.labels(*key, component, state).set(int(part.get(field) or 0))
-        for key in _reported - set(statuses):
-            INSTANCE_READY.remove(*key)
-            for component in ("backend", "redis"):
-                for state in ("desired", "ready"):
-                    INSTANCE_REPLICAS.remove(*key, component, state)
-        _reported.clear()
-        _reported.update(statuses)
+def observe_instance(key: tuple[str, str], current: Mapping[str, Any] | None) -> None:
+    """Report one instance from its last status (``None``: it is gone, its series go).
+
+    Called after each reconcile of that instance and on its deletion, so the cost does
+    not grow with the number of instances."""
+    with _phases_lock:
+        before = _phases.pop(key, None)
+        if before is not None:
+            INSTANCES.labels(phase=before).dec()
+        if current is None:
+            if before is not None:
+                INSTANCE_READY.remove(*key)
+                for component in _COMPONENTS:
+                    for state in ("desired", "ready"):
+                        INSTANCE_REPLICAS.remove(*key, component, state)
+            return
+        phase = str(current.get("phase") or status.PENDING)
+        _phases[key] = phase
+        INSTANCES.labels(phase=phase).inc()
+        INSTANCE_READY.labels(*key).set(1 if phase == status.READY else 0)
+        for component in _COMPONENTS:
+            part = current.get(component) or {}
+            for state, field in (("desired", "replicas"), ("ready", "readyReplicas")):
+                INSTANCE_REPLICAS.labels(*key, component, state).set(int(part.get(field) or 0))
+
+
+_COMPONENTS = ("backend", "redis")
 
 
 def serve(port: int, *, addr: str = "0.0.0.0") -> None:

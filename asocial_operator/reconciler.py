@@ -76,7 +76,7 @@ class Reconciler:
                 outcome = Outcome("error", retry=True)
         metrics.RECONCILES.labels(result=outcome.result).inc()
         metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
-        metrics.observe_instances(self._store.statuses())
+        metrics.observe_instance(key, self._store.status(key))
         return outcome
 
     def _reconcile(self, key: store.Key) -> Outcome:

@@ -81,10 +81,12 @@ class Store:
             body = self._instances.get(key)
             return copy.deepcopy(body) if body is not None else None
 
-    def statuses(self) -> dict[Key, dict[str, Any]]:
-        """Each instance's last seen ``status`` (a copy; empty before the first)."""
+    def status(self, key: Key) -> dict[str, Any] | None:
+        """The instance's last seen ``status`` (a copy; empty before the first), or
+        ``None`` if the instance is not known."""
         with self._lock:
-            return {key: copy.deepcopy(b.get("status") or {}) for key, b in self._instances.items()}
+            body = self._instances.get(key)
+            return copy.deepcopy(body.get("status") or {}) if body is not None else None
 
     def keys(self) -> list[Key]:
         with self._lock:

@@ -3,6 +3,7 @@ and its dashboard (a ConfigMap for Grafana's sidecar). Pure data; no I/O."""
 
 from __future__ import annotations
 
+import functools
 import json
 
 from asocial_operator import naming
@@ -38,5 +39,11 @@ def build_dashboard(ctx: common.Context) -> common.Manifest | None:
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": meta,
-        "data": {DASHBOARD_KEY: json.dumps(dashboard.build(), indent=2, sort_keys=True)},
+        "data": {DASHBOARD_KEY: _dashboard_json()},
     }
+
+
+@functools.cache
+def _dashboard_json() -> str:
+    """The same for every instance and every pass: rendered once per process."""
+    return json.dumps(dashboard.build(), indent=2, sort_keys=True)
