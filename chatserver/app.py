@@ -78,7 +78,7 @@ def build_runtime(settings: Settings) -> Runtime:
         settings=settings,
         metrics=metrics,
         broker=broker,
-        hub=Hub(broker, metrics, fade_ms=int(settings.message_fade_seconds * 1000)),
+        hub=Hub(broker, metrics),
         presence=presence,
         auth=auth,
         limiter=MessageLimiter(broker, per_minute=settings.rate_limit_per_minute),

@@ -67,10 +67,9 @@ process with thousands of rooms must not open thousands of connections for it.""
 
 
 class Hub:
-    def __init__(self, broker: PubSub, metrics: Metrics, *, fade_ms: int) -> None:
+    def __init__(self, broker: PubSub, metrics: Metrics) -> None:
         self._broker = broker
         self._metrics = metrics
-        self._fade_ms = fade_ms
         self._rooms: dict[str, dict[str, Receiver]] = {}
         self._orders: dict[str, RoomOrder] = {}
         self._recoveries: dict[str, asyncio.Task[None]] = {}
@@ -178,11 +177,10 @@ class Hub:
         """Read the room's history until it answers, deliver what this process missed,
         and say so when some of it is gone."""
         while (order := self._orders.get(channel)) is not None:
-            since_ms = int(time.time() * 1000) - self._fade_ms
             try:
                 async with self._reads:
                     after = order.reference()
-                    history = await self._broker.history(channel, after=after, since_ms=since_ms)
+                    history = await self._broker.history(channel, after=after)
             except BrokerUnavailable:
                 await asyncio.sleep(RETRY_S)
                 continue

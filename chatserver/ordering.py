@@ -145,7 +145,14 @@ class RoomOrder:
             frames = [
                 e for e in history.entries if e.position.offset > last.offset or self._differs(e)
             ]
-        lost = not history.complete or top.epoch != last.epoch
+        # Lost: another epoch; or a frame after the last delivered that the history no
+        # longer holds; or, without a look back, a top below the last delivered (the
+        # frames numbered again under those offsets cannot be told apart).
+        lost = (
+            top.epoch != last.epoch
+            or not history.covers(min(last.offset, top.offset))
+            or (not self.reading_back and top.offset < last.offset)
+        )
         if self.reading_back:
             self.look_back = False
         self.position = top  # the history's numbering holds from here on

@@ -81,7 +81,7 @@ class PubSub(Protocol):
         max_bytes: int,
     ) -> Replay: ...
 
-    async def history(self, channel: str, *, after: StreamPosition, since_ms: int) -> History: ...
+    async def history(self, channel: str, *, after: StreamPosition) -> History: ...
 
     def set_resync_handler(self, handler: Callable[[bool], None]) -> None: ...
 
@@ -233,9 +233,10 @@ class Broker(abc.ABC):
         falls back to what is on screen). Creates the room's epoch if it has none."""
 
     @abc.abstractmethod
-    async def history(self, channel: str, *, after: StreamPosition, since_ms: int) -> History:
+    async def history(self, channel: str, *, after: StreamPosition) -> History:
         """The room's frames after ``after`` (all its history when the epoch is another
-        one), leaving out those older than ``since_ms``."""
+        one), faded or not: a process that missed them delivers them late rather than
+        never (see ``offsets.HISTORY_KEEP_MS``)."""
 
     @abc.abstractmethod
     async def presence_set(

@@ -90,11 +90,12 @@ class MemoryBroker(Broker):
         assert entry is not None
         history = stream.history()
         history[stream.top] = (timestamp_ms, entry)
+        aged = timestamp_ms - max(keep_ms, offsets.HISTORY_KEEP_MS)
         while history:
             oldest, (ts, _) = next(iter(history.items()))
             if len(history) > offsets.HISTORY_CAP:
                 stream.capped = oldest
-            elif ts >= cutoff:
+            elif ts >= aged:
                 break
             history.popitem(last=False)
         key = recent_key(author, message_id)
@@ -147,14 +148,12 @@ class MemoryBroker(Broker):
         out.reverse()
         return Replay(top, out, resumed=False)
 
-    async def history(self, channel: str, *, after: StreamPosition, since_ms: int) -> History:
+    async def history(self, channel: str, *, after: StreamPosition) -> History:
         stream = self._stream(channel)
         top = StreamPosition(stream.epoch, stream.top)
         start = after.offset if after.epoch == stream.epoch else 0
-        entries = [
-            e for offset, (ts, e) in stream.history().items() if offset > start and ts > since_ms
-        ]
-        return History(top, entries, complete=_resumable(stream, after))
+        entries = [e for offset, (_, e) in stream.history().items() if offset > start]
+        return offsets.read(top, entries, after)
 
     async def presence_set(
         self, channel: str, *, key: str, member: Member, expires_ms: int

@@ -26,6 +26,13 @@ HISTORY_CAP = 2000
 """Most frames a room's history keeps (besides the fade window): bounds memory in a
 room typed into faster than the history can age."""
 
+HISTORY_KEEP_MS = 60_000
+"""How long a room's history keeps a frame at least (longer if the fade window is):
+beyond what is on screen, so a process whose subscriber was away through a whole
+Sentinel failover (seconds, up to a dozen measured while sentinels disagreed) still
+finds every frame it missed and delivers it late rather than never. Bounded by
+:data:`HISTORY_CAP` too."""
+
 SEQUENCE_TTL_MS = 86_400_000
 """How long a room's epoch and counter outlive its last frame: an idle room keeps its
 epoch, so a client back after a pause is told "nothing missed", not "history lost"."""
@@ -44,12 +51,34 @@ class Entry:
 class History:
     """A range read from a room's history: the room's position now (``top``), and the
     frames after the offset asked for, oldest first. ``complete`` is False when the
-    history no longer holds the start of that range (aged out, capped, or another
+    history no longer holds all of that range (aged out, capped, expired, or another
     epoch); ``entries`` then holds what it still has."""
 
     top: StreamPosition
     entries: list[Entry]
     complete: bool
+
+    def covers(self, offset: int) -> bool:
+        """Whether the entries hold every frame after ``offset`` up to the top, none
+        missing (what a cap, the age limit or an expired key took would be)."""
+        wanted = offset + 1
+        for entry in self.entries:
+            if entry.position.offset < wanted:
+                continue
+            if entry.position.offset != wanted:
+                return False
+            wanted += 1
+        return wanted > self.top.offset
+
+
+def read(top: StreamPosition, entries: list[Entry], after: StreamPosition) -> History:
+    """A history read after ``after``: complete when the epoch is the same, ``after`` is
+    not past the top (a position ahead of the room's is from a history that was lost),
+    and the entries hold every frame in between."""
+    history = History(top, entries, complete=False)
+    if top.epoch == after.epoch and after.offset <= top.offset and history.covers(after.offset):
+        return History(top, entries, complete=True)
+    return history
 
 
 def new_epoch() -> str:
@@ -77,3 +106,10 @@ def unpack(data: bytes) -> Entry | None:
     offset = int(data[at + len(_OFFSET) : epoch_at])
     epoch = data[epoch_at + len(_EPOCH) : -2].decode()
     return Entry(StreamPosition(epoch, offset), data[:epoch_at] + b"}")
+
+
+def published(frame: bytes) -> bytes:
+    """The frame as it was given to the publish script: ``frame`` (an entry's) without
+    the offset the script put in."""
+    at = frame.rfind(_OFFSET)
+    return frame[:at] + b"}" if at >= 0 else frame

@@ -15,8 +15,9 @@ an outage, the recovery handler runs too (presence re-announces itself).
 
 Behind Sentinel, both clients (and the account store) go where one ``MasterFollower``
 says (``sentinel_follower``). When the master moves, the subscriber leaves the old one at
-once, and the newest frame of each message published in the last ``REPUBLISH_S`` is
-published again to the new master (``sent_log``): the old one may have acknowledged it
+once, and the newest frame of each message published in the last ``REPUBLISH_S`` that
+the new master's history lacks is published again to it (``sent_log``): the old one may
+have acknowledged it
 after the others had left it, and never passed it to the replica that took over, so no
 history holds it. Offsets cannot recover a frame the new master never had; its sender can
 send it again, which is what the republish does.
@@ -49,11 +50,13 @@ from chatserver.protocol import Member, StreamPosition
 log = logging.getLogger(__name__)
 
 # After the master moved, the newest frame of each message published this long before is
-# published again to the new one, once publishes in flight had REPUBLISH_DELAY_S to end
-# (and Redis, REPUBLISH_WAIT_S to answer). A CI run lost a frame the old master took
-# 1.05 s before the move was heard, with 1 s here; receivers drop the copies of frames
-# they delivered (ordering.KEEP_S after a move).
-REPUBLISH_S = 3.0
+# looked for in the new master's history and published again if it is not there, once
+# publishes in flight had REPUBLISH_DELAY_S to end (and Redis, REPUBLISH_WAIT_S to
+# answer). How far back: longer than a move can take to be heard (sentinels disagreed
+# for 12 s in one e2e run; a CI run lost a frame the old master took 1.05 s before the
+# move was heard, with 1 s here), and shorter than receivers remember what they
+# delivered (ordering.KEEP_S), so a copy of a frame they had is still dropped.
+REPUBLISH_S = 20.0
 REPUBLISH_DELAY_S = 0.3
 REPUBLISH_WAIT_S = 3.0
 
@@ -133,7 +136,7 @@ class RedisBroker(Broker):
     def _master_moved(self, address: Address) -> None:
         """The sentinels named a new master: the subscriber leaves the old one at once;
         once on the new one, the hub reads what reached it meanwhile; this process's
-        frames of the last second are published again (``_republish``)."""
+        last frames that the new master lacks are published again (``_republish``)."""
         self._metrics.broker_master_moves.inc()
         self.subscriber.move()
         if self._republishing is not None:
@@ -197,31 +200,57 @@ class RedisBroker(Broker):
             offsets.new_epoch(),
             offsets.HISTORY_CAP,
             offsets.SEQUENCE_TTL_MS,
+            sent.timestamp_ms - max(sent.keep_ms, offsets.HISTORY_KEEP_MS),
+            max(sent.keep_ms, offsets.HISTORY_KEEP_MS),
         ]
         return self._publish_recent(keys=keys, args=args)
 
     async def _republish(self, moved_at: float) -> None:
-        """Publish again, to the new master, the newest frame of each message the old
-        one acknowledged in the last ``REPUBLISH_S`` before the move (see ``sent_log``):
-        it may have taken them after the processes that moved first had left it, and
-        never passed them on."""
+        """Publish again, to the new master, the newest frame of each message this
+        process published in the last ``REPUBLISH_S`` before the move that the new
+        master's history does not hold (see ``sent_log``): the old master may have
+        acknowledged it after the processes that moved first had left it, and never
+        passed it on. What the new master has is left alone."""
         await asyncio.sleep(REPUBLISH_DELAY_S)  # publishes in flight at the move finish
         for _ in range(int(REPUBLISH_WAIT_S / PROBE_INTERVAL_S)):
             if self._link.up:
                 break
             await asyncio.sleep(PROBE_INTERVAL_S)
+        # A newer frame of a message may have gone out meanwhile: only the newest counts.
+        candidates = [
+            s for s in self._sent.since(moved_at - REPUBLISH_S) if self._sent.is_newest(s)
+        ]
+        held: dict[str, set[bytes]] = {}
         again = 0
-        for sent in self._sent.since(moved_at - REPUBLISH_S):
-            if not self._sent.is_newest(sent):
-                continue  # a newer frame of that message went out meanwhile
-            try:
+        try:
+            for sent in candidates:
+                if sent.channel not in held:
+                    held[sent.channel] = await self._published_in(sent.channel)
+                if sent.data in held[sent.channel]:
+                    continue
                 await self._call(self._publish_recent_script(sent))
-            except BrokerUnavailable as exc:
-                log.warning("publishing again after the master moved stopped: %s", exc)
-                break
-            again += 1
-        if again:
-            log.info("published again after the master moved", extra={"frames": again})
+                again += 1
+        except BrokerUnavailable as exc:
+            log.warning("publishing again after the master moved stopped: %s", exc)
+        log.info(
+            "published again after the master moved what the new master lacked",
+            extra={"frames": again, "checked": len(candidates)},
+        )
+
+    async def _published_in(self, channel: str) -> set[bytes]:
+        """Every frame the room's history holds now, as it was given to the publish
+        script (without the offset the script put in)."""
+        room = RoomKeys(channel)
+        args: list[str | int] = [
+            offsets.new_epoch(),
+            offsets.SEQUENCE_TTL_MS,
+            "",
+            0,
+        ]  # no epoch: all of it
+        _, _, values = await self._call(
+            self._history(keys=[room.sequence, room.history], args=args)
+        )
+        return {offsets.published(entry.frame) for entry in _entries(values)}
 
     async def replay(
         self,
@@ -249,20 +278,17 @@ class RedisBroker(Broker):
             return Replay(position, [e.frame for e in _entries(values)], resumed=True)
         return Replay(position, list(reversed(values)), resumed=False)
 
-    async def history(self, channel: str, *, after: StreamPosition, since_ms: int) -> History:
+    async def history(self, channel: str, *, after: StreamPosition) -> History:
         room = RoomKeys(channel)
-        args: list[bytes | str | int] = [
+        args: list[str | int] = [
             offsets.new_epoch(),
             offsets.SEQUENCE_TTL_MS,
             after.epoch,
             after.offset,
-            since_ms,
         ]
         keys = [room.sequence, room.history]
-        epoch, top, capped, values = await self._call(self._history(keys=keys, args=args))
-        position = StreamPosition(epoch.decode(), int(top))
-        complete = position.epoch == after.epoch and int(capped) <= after.offset <= position.offset
-        return History(position, _entries(values), complete=complete)
+        epoch, top, values = await self._call(self._history(keys=keys, args=args))
+        return offsets.read(StreamPosition(epoch.decode(), int(top)), _entries(values), after)
 
     # --- presence and counters (redis_presence, redis_counters) --------------------
 

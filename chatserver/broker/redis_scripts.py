@@ -12,7 +12,8 @@ ENTRY_MS = "tonumber(string.match(m, '\"timestamp\":(%d+)'))"
 
 # KEYS: recent hash, recent zset, pubsub channel, owners hash, owners zset, sequence
 # hash, history zset. ARGV: key, data, ts, cutoff, ttl_ms, cap, message_id, author,
-# a new epoch (used if the room has none), history cap, sequence ttl_ms.
+# a new epoch (used if the room has none), history cap, sequence ttl_ms, the history's
+# cutoff and ttl_ms (it keeps frames longer than the fade: offsets.HISTORY_KEEP_MS).
 # Returns the number of receivers, or -1 when another author's message with this id was
 # updated after the cutoff (it is on screen): then nothing is kept or published.
 PUBLISH_RECENT = (
@@ -53,10 +54,10 @@ for _ = 1, 100 do
   local ms = m and """
     + ENTRY_MS
     + """
-  if not ms or ms >= tonumber(ARGV[4]) then break end
+  if not ms or ms >= tonumber(ARGV[12]) then break end
   redis.call('ZREMRANGEBYRANK', KEYS[7], 0, 0)
 end
-redis.call('PEXPIRE', KEYS[7], ARGV[5])
+redis.call('PEXPIRE', KEYS[7], ARGV[13])
 -- The newest frame of each message, for late joiners.
 redis.call('HSET', KEYS[1], ARGV[1], frame)
 -- Scores keep publication order within a millisecond (1/1024 ms apart; exact in a double).
@@ -133,19 +134,13 @@ return {epoch, top, 0, out}
 )
 
 # KEYS: sequence hash, history zset. ARGV: new epoch, sequence ttl_ms, the epoch and
-# offset to read after, the lower bound (exclusive) of the timestamps on screen.
-# Returns {epoch, top, capped, packed entries after the offset (all, in another epoch)}.
+# offset to read after. Returns {epoch, top, packed entries after the offset (all, in
+# another epoch)}, faded or not.
 HISTORY = (
     SEQUENCE
     + """
 local start = 0
 if ARGV[3] == epoch then start = tonumber(ARGV[4]) end
-local out = {}
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. start, '+inf')) do
-  if ("""
-    + ENTRY_MS
-    + """ or math.huge) > tonumber(ARGV[5]) then table.insert(out, m) end
-end
-return {epoch, top, capped, out}
+return {epoch, top, redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. start, '+inf')}
 """
 )

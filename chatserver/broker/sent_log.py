@@ -3,7 +3,8 @@
 Replication is asynchronous: when the sentinels move the master, the frames the old one
 acknowledged in its last moments may never reach the new one, nor the processes that
 moved to it first. The broker keeps the newest frame of each message it published in
-the last second here and publishes those again to the new master (see ``redis_broker``).
+the last seconds here and publishes again to the new master those its history lacks (see
+``redis_broker``).
 A frame carries the whole text of its message, so the newest one is all that is needed,
 and publishing an older one again could only take text back.
 """

@@ -152,8 +152,9 @@ async def test_a_frame_the_old_master_took_after_the_others_left_is_published_ag
 ) -> None:
     """The watcher's process follows the new master first; the writer's process, still on
     the old one (up, and a master in its own eyes), publishes a frame there that the new
-    master never gets. When the writer's process follows too, it publishes the newest frame
-    of each message of its last second again, and the watcher gets it."""
+    master never gets, and hears of the move seconds later. Then it publishes again the
+    newest frame of each message that the new master's history lacks, and only that: the
+    watcher gets it, and not the frame the new master had all along."""
     writer, watcher = await _started(replicated.url()), await _started(replicated.url())
     got: list[bytes] = []
     watcher.set_handler(lambda channel, data: got.append(data))
@@ -162,6 +163,13 @@ async def test_a_frame_the_old_master_took_after_the_others_left_is_published_ag
             await broker.subscribe("room")
         old = replicated.master()
         new = next(p for p in replicated.ports if p != old)
+        kept = orjson.dumps({"payload": "kept"})
+        await writer.publish_recent(
+            "room", author="a", message_id="m0", data=kept, timestamp_ms=1, keep_ms=5000
+        )
+        assert command(old, "WAIT", "1", "2000") == 1  # the new master has it
+        await asyncio.to_thread(wait_for, lambda: got, "the frame both masters have", 10)
+        got.clear()
         command(new, "REPLICAOF", "NO", "ONE")  # a master of its own, as a promotion makes it
         assert watcher.follower is not None
         assert writer.follower is not None
@@ -177,10 +185,12 @@ async def test_a_frame_the_old_master_took_after_the_others_left_is_published_ag
             await writer.publish_recent(
                 "room", author="a", message_id="m1", data=data, timestamp_ms=1, keep_ms=5000
             )
-        await asyncio.sleep(0.3)
+        # The move is heard seconds later (sentinels can disagree for that long).
+        await asyncio.sleep(3.5)
         assert got == [], "the new master should not have had the frames yet"
         writer.follower.move(("127.0.0.1", new), None, "heard later")
         await asyncio.to_thread(wait_for, lambda: got, "the frame published again", 10)
+        await asyncio.sleep(1.0)  # anything else published again would be here by now
         entries = [offsets.unpack(data) for data in got]
         assert [orjson.loads(e.frame)["payload"] for e in entries if e] == ["hi"]
     finally:

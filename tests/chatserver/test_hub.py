@@ -40,7 +40,7 @@ async def settle() -> None:
 
 async def test_chat_skips_every_connection_of_the_author_and_reaches_the_rest() -> None:
     broker, metrics = MemoryBroker(), Metrics()
-    hub = Hub(broker, metrics, fade_ms=5000)
+    hub = Hub(broker, metrics)
     alice_tab1, alice_tab2, bob = (
         Receiver("1", "alice"),
         Receiver("2", "alice"),
@@ -56,7 +56,7 @@ async def test_chat_skips_every_connection_of_the_author_and_reaches_the_rest() 
 
 async def test_presence_events_reach_everyone_including_the_author() -> None:
     broker = MemoryBroker()
-    hub = Hub(broker, Metrics(), fade_ms=5000)
+    hub = Hub(broker, Metrics())
     alice, bob = Receiver("1", "alice"), Receiver("2", "bob")
     await hub.join("r", alice)
     await hub.join("r", bob)
@@ -67,7 +67,7 @@ async def test_presence_events_reach_everyone_including_the_author() -> None:
 
 async def test_frames_stay_in_their_channel() -> None:
     broker = MemoryBroker()
-    hub = Hub(broker, Metrics(), fade_ms=5000)
+    hub = Hub(broker, Metrics())
     here, there = Receiver("1", "a"), Receiver("2", "b")
     await hub.join("here", here)
     await hub.join("there", there)
@@ -79,7 +79,7 @@ async def test_frames_stay_in_their_channel() -> None:
 
 async def test_one_encoded_text_is_shared_by_all_receivers() -> None:
     broker = MemoryBroker()
-    hub = Hub(broker, Metrics(), fade_ms=5000)
+    hub = Hub(broker, Metrics())
     receivers = [Receiver(str(i), f"u{i}") for i in range(50)]
     for r in receivers:
         await hub.join("r", r)
@@ -96,7 +96,7 @@ async def test_one_encoded_text_is_shared_by_all_receivers() -> None:
 
 async def test_slow_receiver_is_dropped_without_stalling_the_room() -> None:
     broker, metrics = MemoryBroker(), Metrics()
-    hub = Hub(broker, metrics, fade_ms=5000)
+    hub = Hub(broker, metrics)
     slow, fast = Receiver("1", "slow", capacity=2), Receiver("2", "fast")
     await hub.join("r", slow)
     await hub.join("r", fast)
@@ -113,7 +113,7 @@ async def test_slow_receiver_is_dropped_without_stalling_the_room() -> None:
 
 async def test_unsubscribes_when_the_last_local_connection_leaves() -> None:
     broker = MemoryBroker()
-    hub = Hub(broker, Metrics(), fade_ms=5000)
+    hub = Hub(broker, Metrics())
     a, b = Receiver("1", "a"), Receiver("2", "b")
     await hub.join("r", a)
     await hub.join("r", b)
@@ -128,7 +128,7 @@ async def test_unsubscribes_when_the_last_local_connection_leaves() -> None:
 
 async def test_malformed_broker_message_is_dropped_and_counted() -> None:
     broker, metrics = MemoryBroker(), Metrics()
-    hub = Hub(broker, metrics, fade_ms=5000)
+    hub = Hub(broker, metrics)
     r = Receiver("1", "a")
     await hub.join("r", r)
     await broker.publish("r", b"garbage")

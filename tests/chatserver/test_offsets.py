@@ -121,15 +121,14 @@ async def test_a_range_the_cap_pushed_out_is_not_resumed(
     assert await stream.replay(StreamPosition(epoch, 3)) == (True, ["d", "e", "f"])
     resumed, _ = await stream.replay(StreamPosition(epoch, 2))
     assert not resumed
-    since_ms = int(time.time() * 1000) - KEEP_MS
-    whole = await stream.broker.history("r", after=StreamPosition(epoch, 3), since_ms=since_ms)
-    cut = await stream.broker.history("r", after=StreamPosition(epoch, 1), since_ms=since_ms)
+    whole = await stream.broker.history("r", after=StreamPosition(epoch, 3))
+    cut = await stream.broker.history("r", after=StreamPosition(epoch, 1))
     assert [e.position.offset for e in whole.entries] == [4, 5, 6]
     assert whole.complete
     assert whole.top == StreamPosition(epoch, 6)
     assert [e.position.offset for e in cut.entries] == [4, 5, 6]
     assert not cut.complete
-    other = await stream.broker.history("r", after=StreamPosition("old", 5), since_ms=since_ms)
+    other = await stream.broker.history("r", after=StreamPosition("old", 5))
     assert [e.position.offset for e in other.entries] == [4, 5, 6]  # all of the new epoch
     assert not other.complete
 
@@ -146,7 +145,7 @@ async def test_a_redis_restart_without_persistence_starts_a_new_epoch(
         redis_server.start()
         for _ in range(50):
             try:
-                after = await broker.history("r", after=before.top, since_ms=since_ms)
+                after = await broker.history("r", after=before.top)
                 break
             except Exception:
                 await asyncio.sleep(0.1)
@@ -189,7 +188,7 @@ class Lossy:
     @classmethod
     async def start(cls) -> tuple[Lossy, Receiver]:
         broker, metrics = MemoryBroker(), Metrics()
-        hub = Hub(broker, metrics, fade_ms=KEEP_MS)
+        hub = Hub(broker, metrics)
         lossy = cls(broker, hub, metrics)
         deliver = broker._handler
         assert deliver is not None
@@ -198,9 +197,9 @@ class Lossy:
         await hub.join("r", bob)
         return lossy, bob
 
-    async def publish(self, *texts: str) -> None:
+    async def publish(self, *texts: str, ago_ms: int = 0) -> None:
         for text in texts:
-            now = int(time.time() * 1000)
+            now = int(time.time() * 1000) - ago_ms
             frame = {"type": "chat", "user_id": "a", "timestamp": now, "payload": text}
             await self.broker.publish_recent(
                 "r",
@@ -269,6 +268,59 @@ async def test_frames_the_history_no_longer_holds_are_announced(
     assert bob.chats() == [(1, "a"), (5, "e"), (6, "f")]
     assert lossy.metrics.history_lost._value.get() == 1
     await lossy.hub.close()
+
+
+async def test_frames_missed_for_longer_than_the_fade_are_delivered_late_not_never() -> None:
+    """A subscriber away through a long failover (12 s, sentinels disagreeing): what was
+    published meanwhile has faded on other screens, yet this process's clients get it,
+    in order, and are not told of a loss that did not happen."""
+    lossy, bob = await Lossy.start()
+    await lossy.publish("a", ago_ms=13_000)
+    lossy.dropping = True
+    await lossy.publish("b", "c", ago_ms=12_000)
+    await lossy.publish("d", ago_ms=KEEP_MS + 1000)
+    lossy.dropping = False
+    lossy.broker._resync(moved=True)
+    await lossy.settle()
+    assert bob.chats() == [(1, "a"), (2, "b"), (3, "c"), (4, "d")]
+    assert not [f for f in bob.frames if f["type"] == "frames_missed"]
+    await lossy.hub.close()
+
+
+async def test_frames_aged_out_of_the_history_are_announced_not_skipped() -> None:
+    """The history keeps a frame ``HISTORY_KEEP_MS`` at least; a process away for longer
+    cannot deliver what aged out, and says so instead of going on as if nothing was
+    missed."""
+    lossy, bob = await Lossy.start()
+    old = offsets.HISTORY_KEEP_MS + 10_000
+    await lossy.publish("a", ago_ms=old)
+    lossy.dropping = True
+    await lossy.publish("b", ago_ms=old - 1)
+    await lossy.publish("c")  # ages a and b out of the history
+    lossy.dropping = False
+    lossy.broker._resync(moved=False)
+    await lossy.settle()
+    missed = [f for f in bob.frames if f["type"] == "frames_missed"]
+    assert [(f["reason"], f["channel_id"]) for f in missed] == [("history_lost", "r")]
+    assert bob.chats() == [(1, "a"), (3, "c")]
+    await lossy.hub.close()
+
+
+def test_a_history_covers_a_range_only_with_every_offset_in_it() -> None:
+    top = StreamPosition("e1", 5)
+    whole = History(top, [entry("e1", n, str(n)) for n in (2, 3, 4, 5)], True)
+    assert whole.covers(1)
+    assert whole.covers(3)
+    assert whole.covers(5)  # nothing after the top to hold
+    assert not whole.covers(0)  # offset 1 is gone
+    holed = History(top, [entry("e1", n, str(n)) for n in (2, 3, 5)], True)
+    assert not holed.covers(1)  # 4 is missing
+    expired = History(top, [], True)  # the key expired while the room was idle
+    assert not expired.covers(2)
+    assert offsets.read(top, whole.entries, StreamPosition("e1", 1)).complete
+    assert not offsets.read(top, holed.entries, StreamPosition("e1", 1)).complete
+    assert not offsets.read(top, whole.entries, StreamPosition("e0", 1)).complete
+    assert not offsets.read(top, [], StreamPosition("e1", 6)).complete  # ahead of the top
 
 
 def test_the_wire_form_is_found_at_the_end_whatever_the_text_says() -> None:
