@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             max_bytes=settings.max_header_bytes, timeout_s=settings.handshake_timeout_seconds
         ),
         lambda reason: refused.labels(reason).inc(),
+        coalesce=settings.write_coalescing,
     )
     config = uvicorn.Config(
         app,

@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
     handshake_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     replay_max_bytes: int = Field(default=262_144, ge=1024)
+    # Frames bound for one socket within one event-loop turn go out in one write.
+    write_coalescing: bool = True
 
     # liveness
     presence_ttl_seconds: float = Field(default=30.0, gt=1)

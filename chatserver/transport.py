@@ -28,7 +28,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -36,7 +36,8 @@ from websockets.exceptions import InvalidState
 from websockets.http11 import Request
 from websockets.protocol import State
 
-from chatserver import wire
+from chatserver import coalescing, wire
+from chatserver.coalescing import CoalescingTransport
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,17 @@ class PreparedFrameProtocol(WebSocketsSansIOProtocol):
     """Implements ``wire.ConnectionControl`` for the connection's session."""
 
     on_refused: Refused | None = None
+    coalesce = True
+    """Write what one loop turn sends to this socket in one go (``coalescing``)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.coalesce:
+            loop = asyncio.get_running_loop()
+            real = cast(asyncio.Transport, transport)
+            transport = cast(
+                asyncio.Transport, CoalescingTransport(real, coalescing.flusher_for(loop))
+            )
+        super().connection_made(transport)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -335,10 +347,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 
 def protocols(
-    limits: HeadLimits, on_refused: Refused
+    limits: HeadLimits, on_refused: Refused, *, coalesce: bool = True
 ) -> tuple[type[GuardedHttpToolsProtocol], type[PreparedFrameProtocol]]:
-    """The HTTP and WebSocket protocol classes for one server, bound to its limits and
-    its refusal counter (uvicorn instantiates them itself, so they carry them)."""
+    """The HTTP and WebSocket protocol classes for one server, bound to its limits, its
+    refusal counter and whether a socket's writes of one loop turn go out together
+    (uvicorn instantiates them itself, so they carry them)."""
     http = type(
         "AsocialHttpProtocol",
         (GuardedHttpToolsProtocol,),
@@ -347,6 +360,6 @@ def protocols(
     ws = type(
         "AsocialWebSocketProtocol",
         (PreparedFrameProtocol,),
-        {"on_refused": staticmethod(on_refused)},
+        {"on_refused": staticmethod(on_refused), "coalesce": coalesce},
     )
     return http, ws
