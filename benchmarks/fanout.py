@@ -99,15 +99,21 @@ class Peer:
     start: Callable[[str, int, Options], Proc]
 
 
-def _start_asocial(redis_url: str, port: int, opts: Options) -> Proc:
+def _start_asocial(redis_url: str, port: int, opts: Options, *, coalescing: bool = True) -> Proc:
     env = {
         "ASOCIAL_REDIS_URL": redis_url,
         "ASOCIAL_LOG_LEVEL": "WARNING",
         "ASOCIAL_CLIENT_RATE_LIMIT_PER_MINUTE": "0",  # every client is 127.0.0.1
         "ASOCIAL_MAX_CONNECTIONS": str(max(20_000, opts.idle + opts.clients + 100)),
+        "ASOCIAL_WRITE_COALESCING": "true" if coalescing else "false",
     }
     cmd = [python(), "-m", "chatserver.cli", "--host", "127.0.0.1", "--port", str(port)]
     return spawn(f"asocial-{port}", pinned(cmd, opts.server_cpus), env=env)
+
+
+def _start_asocial_uncoalesced(redis_url: str, port: int, opts: Options) -> Proc:
+    """Ours with one write per frame per socket: the A/B of ``ASOCIAL_WRITE_COALESCING``."""
+    return _start_asocial(redis_url, port, opts, coalescing=False)
 
 
 def _start_broadcaster(redis_url: str, port: int, opts: Options) -> Proc:
@@ -155,6 +161,9 @@ def _start_centrifugo(redis_url: str, port: int, opts: Options) -> Proc:
 
 PEER_TABLE = {
     "asocial": Peer("asocial", "asocial", "/api/chat", _start_asocial),
+    "asocial-uncoalesced": Peer(
+        "asocial-uncoalesced", "asocial", "/api/chat", _start_asocial_uncoalesced
+    ),
     "broadcaster": Peer("broadcaster", "asocial", "/api/chat", _start_broadcaster),
     "centrifugo": Peer("centrifugo", "centrifugo", "/connection/websocket", _start_centrifugo),
 }
@@ -426,7 +435,9 @@ def parse(argv: list[str] | None) -> Options:
     p.add_argument("--warmup", type=float, default=2, help="unmeasured seconds first (default 2)")
     p.add_argument("--idle", type=int, default=10_000, help="idle connections (0 skips)")
     p.add_argument("--idle-rooms", type=int, default=0, help="rooms for them (0: one per 100)")
-    p.add_argument("--peers", default=",".join(PEERS), help="comma list of " + ", ".join(PEERS))
+    p.add_argument(
+        "--peers", default=",".join(PEERS), help="comma list of " + ", ".join(PEER_TABLE)
+    )
     p.add_argument("--no-pin", action="store_true", help="do not pin server / load to CPUs")
     p.add_argument("--no-build", action="store_true", help="never build Centrifugo")
     p.add_argument("--centrifugo-version", default=CENTRIFUGO_VERSION)

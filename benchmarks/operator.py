@@ -8,8 +8,9 @@ API writes by the operator while idle (target 0), and the operator's RSS
 with all instances present. Targets from the operator issue: p50
 apply→children ≤ 2 s, 100 Ready ≤ 60 s, zero idle writes, RSS ≤ 150 MB.
 
-The instances need 4 pods each: start the devcluster with enough fake nodes,
-e.g. ``ASOCIAL_DEVCLUSTER_NODES=6`` (3 nodes hold 330 pods).
+Each instance needs 4 pods on the devcluster's fake (kwok) nodes, 110 pods a node. The
+benchmark counts the room left on them first and adds the fake nodes it lacks (named
+``kwok-bench-*``, removed at the end), so any burst size runs on the default devcluster.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+sys.path.insert(0, str(ROOT / "devcluster"))
+
+from devcluster_lib import manifests  # noqa: E402
 
 from asocial_operator import cluster  # noqa: E402
 from tests.fixtures.devcluster import ON_FAKE_NODES  # noqa: E402
@@ -62,6 +67,41 @@ def instance(name: str, namespace: str) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"scheduling": ON_FAKE_NODES},  # scale: kwok's fake nodes
     }
+
+
+PODS_PER_INSTANCE = 4  # by default: three backend pods and one Redis pod
+BENCH_NODE_PREFIX = "kwok-bench-"
+
+
+def fake_node_room(kubeconfig: str) -> tuple[int, int]:
+    """Pods the fake nodes hold in all, and pods already on them."""
+    nodes = json.loads(kubectl(kubeconfig, "get", "nodes", "-l", "type=kwok", "-o", "json"))
+    names = {n["metadata"]["name"] for n in nodes["items"]}
+    capacity = sum(int(n["status"]["allocatable"].get("pods", 0)) for n in nodes["items"])
+    pods = json.loads(kubectl(kubeconfig, "get", "pods", "-A", "-o", "json"))
+    used = sum(1 for p in pods["items"] if p["spec"].get("nodeName") in names)
+    return capacity, used
+
+
+def add_fake_nodes(kubeconfig: str, pods_needed: int) -> list[str]:
+    """Add the fake nodes ``pods_needed`` more pods need beyond the room left; their
+    names (to delete at the end)."""
+    capacity, used = fake_node_room(kubeconfig)
+    short = pods_needed - (capacity - used)
+    if short <= 0:
+        return []
+    per_node = int(manifests.node("x")["status"]["allocatable"]["pods"])
+    names = [f"{BENCH_NODE_PREFIX}{i}" for i in range(-(-short // per_node))]
+    print(
+        f"capacity: {pods_needed} pods needed, {capacity - used} free on the fake nodes;"
+        f" adding {len(names)} fake nodes",
+        file=sys.stderr,
+    )
+    body = {"apiVersion": "v1", "kind": "List", "items": [manifests.node(n) for n in names]}
+    kubectl(kubeconfig, "apply", "--server-side", "-f", "-", stdin=json.dumps(body))
+    for name in names:
+        kubectl(kubeconfig, "wait", "--for=condition=Ready", f"node/{name}", "--timeout=60s")
+    return names
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -147,6 +187,8 @@ def main() -> int:
     for ns in (lat_ns, burst_ns):
         kubectl(kubeconfig, "create", "namespace", ns)
 
+    added = add_fake_nodes(kubeconfig, PODS_PER_INSTANCE * (args.burst + args.latency_runs))
+
     log = Path(f"/tmp/asocial-operator-bench-{run}.log")
     op = OperatorProcess(kubeconfig=kubeconfig, namespaces=[f"asi-bench-{run}-*"], log_path=log)
     op.start()
@@ -180,6 +222,8 @@ def main() -> int:
         op.stop()
         for ns in (lat_ns, burst_ns):
             kubectl(kubeconfig, "delete", "namespace", ns, "--wait=false")
+        if added:
+            kubectl(kubeconfig, "delete", "node", *added, "--wait=false")
 
     rows = [
         ("apply → all children, p50", f"{statistics.median(children):.2f} s", "≤ 2 s"),
