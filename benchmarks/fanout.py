@@ -36,11 +36,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from benchmarks import fanout_procs
 from benchmarks.fanout_procs import (
     CACHE,
     CENTRIFUGO_MODULE,
     BenchError,
+    CpuSample,
     Proc,
     build_loadgen,
     centrifugo_binary,
@@ -78,6 +81,7 @@ class Options:
     out: Path
     profile: bool
     nice: int
+    servers: int = 1
 
     @property
     def server_cpus(self) -> str | None:
@@ -170,19 +174,59 @@ PEER_TABLE = {
 
 
 @contextmanager
-def running(peer: Peer, opts: Options) -> Iterator[tuple[Proc, str]]:
-    """Fresh Redis and a fresh server; yields the server and its WebSocket URL."""
-    with redis_server(opts.load_cpus) as (redis_url, _redis):
-        port = free_port()
-        server = peer.start(redis_url, port, opts)
+def running(peer: Peer, opts: Options) -> Iterator[tuple[Servers, str]]:
+    """Fresh Redis and ``opts.servers`` fresh server processes sharing it; yields them and
+    the load generator's ``-url`` (a comma list when several)."""
+    with redis_server(opts.load_cpus) as (redis_url, redis_proc):
+        started: list[Proc] = []
         try:
-            wait_port(port, server.popen)
+            ports = []
+            for _ in range(opts.servers):
+                port = free_port()
+                started.append(peer.start(redis_url, port, opts))
+                ports.append(port)
+            for port, proc in zip(ports, started, strict=True):
+                wait_port(port, proc.popen)
             time.sleep(1.0)  # let the lifespan finish (broker subscriber, presence sweeper)
-            yield server, f"ws://127.0.0.1:{port}{peer.path}"
+            urls = ",".join(f"ws://127.0.0.1:{port}{peer.path}" for port in ports)
+            yield Servers(started, redis_proc, redis_url), urls
         except BenchError as exc:
-            raise BenchError(f"{exc}\n--- {server.log} ---\n{server.tail()}") from exc
+            tails = "".join(f"\n--- {p.log} ---\n{p.tail()}" for p in started)
+            raise BenchError(f"{exc}{tails}") from exc
         finally:
-            server.stop()
+            for proc in started:
+                proc.stop()
+
+
+@dataclasses.dataclass
+class Servers:
+    """The server processes of one run and their Redis."""
+
+    procs: list[Proc]
+    redis: Proc
+    redis_url: str
+
+    def cpu(self) -> list[CpuSample]:
+        return [cpu_sample(p.pid) for p in self.procs]
+
+    def rss_kib(self) -> int:
+        return sum(rss_kib(p.pid) for p in self.procs)
+
+    def exited(self) -> Proc | None:
+        return next((p for p in self.procs if p.popen.poll() is not None), None)
+
+    def publishes(self) -> int:
+        """PUBLISH commands Redis ran so far (from scripts too)."""
+        with redis.Redis.from_url(self.redis_url, socket_timeout=5) as client:
+            stats: dict[str, dict[str, int]] = client.info("commandstats")
+        return sum(
+            stats.get(name, {}).get("calls", 0) for name in ("cmdstat_publish", "cmdstat_spublish")
+        )
+
+
+def cpu_total(first: list[CpuSample], second: list[CpuSample]) -> float:
+    """Share of one core the processes used together, in percent."""
+    return sum(cpu_percent(a, b) for a, b in zip(first, second, strict=True))
 
 
 # --- load generator ----------------------------------------------------------------------
@@ -242,35 +286,44 @@ class Loadgen:
 
 
 def fanout_phase(peer: Peer, loadgen: Path, opts: Options) -> dict[str, Any]:
-    with running(peer, opts) as (server, url):
+    with running(peer, opts) as (servers, url):
         args = ["-mode", "fanout", "-proto", peer.proto, "-url", url]
         args += ["-clients", str(opts.clients), "-rooms", str(opts.rooms)]
         args += ["-rate", str(opts.rate), "-senders", str(opts.senders)]
         args += ["-duration", f"{opts.duration}s", "-warmup", f"{opts.warmup}s"]
         budget = 240 + opts.duration + opts.warmup + opts.clients / 50
         gen = Loadgen(loadgen, args, opts, timeout=budget)
-        result: dict[str, Any] = {}
-        first = second = gen_first = None
-        rss_before = rss_kib(server.pid)
+        result: dict[str, Any] = {"servers": opts.servers}
+        first = second = None
+        gen_first = redis_first = None
+        publishes_first = 0
+        rss_before = servers.rss_kib()
         profiler: subprocess.Popen[bytes] | None = None
         try:
             for event in gen.events():
                 kind = event["event"]
                 if kind == "ready":
                     result["connect_failed"] = event["failed"]
-                    result["rss_connected_kib"] = rss_kib(server.pid)
+                    result["rss_connected_kib"] = servers.rss_kib()
                 elif kind == "measure_start":
-                    first = cpu_sample(server.pid)
+                    first = servers.cpu()
                     gen_first = cpu_sample(gen.proc.pid)
+                    redis_first = cpu_sample(servers.redis.pid)
+                    publishes_first = servers.publishes()
                     if opts.profile:
-                        profiler = start_profiler(peer.name, server.pid, opts.duration)
+                        profiler = start_profiler(peer.name, servers.procs[0].pid, opts.duration)
                 elif kind == "measure_end":
-                    second = cpu_sample(server.pid)
+                    second = servers.cpu()
                     if gen_first is not None:
                         result["loadgen_cpu_percent"] = cpu_percent(
                             gen_first, cpu_sample(gen.proc.pid)
                         )
-                    result["rss_end_kib"] = rss_kib(server.pid)
+                    if redis_first is not None:
+                        result["redis_cpu_percent"] = cpu_percent(
+                            redis_first, cpu_sample(servers.redis.pid)
+                        )
+                        result["redis_publishes"] = servers.publishes() - publishes_first
+                    result["rss_end_kib"] = servers.rss_kib()
                 elif kind == "result":
                     result.update({k: v for k, v in event.items() if k != "event"})
             code = gen.wait()
@@ -278,15 +331,23 @@ def fanout_phase(peer: Peer, loadgen: Path, opts: Options) -> dict[str, Any]:
             gen.kill()  # also on errors and Ctrl-C: never leave it running
         if profiler is not None:
             profiler.wait(60)
-        if server.popen.poll() is not None:
-            raise BenchError(f"{peer.name} exited during the run:\n{server.tail()}")
+        gone = servers.exited()
+        if gone is not None:
+            raise BenchError(f"{peer.name} exited during the run:\n{gone.tail()}")
         if code != 0 or "deliveries_per_s" not in result:
             raise BenchError(f"load generator failed (exit {code}): {result}")
+        delivered = max(1, result["delivered"])
         if first and second:
-            result["server_cpu_percent"] = cpu_percent(first, second)
+            result["server_cpu_percent"] = cpu_total(first, second)
             cpu_s = result["server_cpu_percent"] / 100 * opts.duration
-            delivered = max(1, result["delivered"])
             result["server_cpu_us_per_delivery"] = cpu_s / delivered * 1e6
+        if "redis_cpu_percent" in result:
+            redis_s = result["redis_cpu_percent"] / 100 * opts.duration
+            result["redis_cpu_us_per_delivery"] = redis_s / delivered * 1e6
+            # The window's PUBLISHes (presence beats included) per chat frame sent in it.
+            result["redis_publishes_per_frame"] = result["redis_publishes"] / max(
+                1, result.get("sent", 0)
+            )
         result["rss_start_kib"] = rss_before
         return result
 
@@ -308,8 +369,8 @@ def start_profiler(name: str, pid: int, duration: float) -> subprocess.Popen[byt
 
 
 def idle_phase(peer: Peer, loadgen: Path, opts: Options) -> dict[str, Any]:
-    with running(peer, opts) as (server, url):
-        before = rss_kib(server.pid)
+    with running(peer, opts) as (servers, url):
+        before = servers.rss_kib()
         args = ["-mode", "idle", "-proto", peer.proto, "-url", url]
         args += ["-clients", str(opts.idle), "-rooms", str(opts.idle_rooms), "-hold", "600s"]
         args += ["-room-prefix", "idle"]
@@ -325,11 +386,11 @@ def idle_phase(peer: Peer, loadgen: Path, opts: Options) -> dict[str, Any]:
                     result["connected"] = connected
                     say(f"   {connected} idle connections open; letting the server settle")
                     time.sleep(5.0)
-                    after = rss_kib(server.pid)
+                    after = servers.rss_kib()
                     result["rss_after_kib"] = after
-                    idle_cpu = cpu_sample(server.pid)
+                    idle_cpu = servers.cpu()
                     time.sleep(3.0)
-                    result["idle_cpu_percent"] = cpu_percent(idle_cpu, cpu_sample(server.pid))
+                    result["idle_cpu_percent"] = cpu_total(idle_cpu, servers.cpu())
                     result["kib_per_connection"] = (after - before) / max(1, connected)
                     gen.close_stdin()
                 elif kind == "result":
@@ -438,6 +499,9 @@ def parse(argv: list[str] | None) -> Options:
     p.add_argument(
         "--peers", default=",".join(PEERS), help="comma list of " + ", ".join(PEER_TABLE)
     )
+    p.add_argument(
+        "--servers", type=int, default=1, help="server processes sharing Redis (default 1)"
+    )
     p.add_argument("--no-pin", action="store_true", help="do not pin server / load to CPUs")
     p.add_argument("--no-build", action="store_true", help="never build Centrifugo")
     p.add_argument("--centrifugo-version", default=CENTRIFUGO_VERSION)
@@ -458,6 +522,8 @@ def parse(argv: list[str] | None) -> Options:
         p.error(f"unknown peers: {', '.join(unknown)}")
     if min(a.clients, a.rooms) < 1 or a.clients < 2 * a.rooms or a.duration <= 0 or a.rate <= 0:
         p.error("need --clients >= 2 * --rooms >= 2, --duration > 0 and --rate > 0")
+    if not 1 <= a.servers <= a.clients // a.rooms:
+        p.error("need 1 <= --servers <= clients per room (each room spans every server)")
     return Options(
         clients=a.clients,
         rooms=a.rooms,
@@ -474,6 +540,7 @@ def parse(argv: list[str] | None) -> Options:
         out=a.out,
         profile=a.profile,
         nice=a.nice,
+        servers=a.servers,
     )
 
 

@@ -2,7 +2,7 @@
 
     python -m benchmarks.saturation [--clients 1000 --rates 50,75,100,125,150,200
                                      --peers asocial,asocial-uncoalesced,centrifugo
-                                     --p99-ms 50 --duration 10]
+                                     --p99-ms 50 --duration 10 --servers 1]
 
 For each peer, the fan-out of ``benchmarks.fanout`` (fresh Redis and server per step,
 ``--clients`` connections in one room, the server alone on CPU 1) at each rate in
@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peers", default="asocial,asocial-uncoalesced,centrifugo")
     p.add_argument("--p99-ms", type=float, default=50.0)
     p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--servers", type=int, default=1, help="server processes sharing Redis")
     p.add_argument("--out", type=Path, default=CACHE / "saturation-results.json")
     a = p.parse_args(argv)
     try:
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     base = fanout.parse(
         [
             *("--clients", str(a.clients), "--rooms", "1", "--duration", str(a.duration)),
-            *("--idle", "0", "--peers", a.peers),
+            *("--idle", "0", "--peers", a.peers, "--servers", str(a.servers)),
         ]
     )
     fanout_procs.NICE = base.nice

@@ -38,6 +38,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +65,7 @@ type options struct {
 	connectMax  time.Duration
 	caFile      string
 	connectTo   string
+	stormWindow time.Duration
 }
 
 type client struct {
@@ -78,6 +80,18 @@ type client struct {
 	other  int64         // chat frames outside the window or unparsable
 	sender bool
 	nextID int64
+	// Storm mode: a socket being closed on purpose, and the first chat frame after
+	// joining (chatSeen closed then; nil when nobody waits for it).
+	leaving     atomic.Bool
+	chatSeen    chan struct{}
+	firstChatAt time.Time
+}
+
+func (c *client) sawChat(now int64) {
+	if c.chatSeen != nil && c.firstChatAt.IsZero() {
+		c.firstChatAt = time.Unix(0, now)
+		close(c.chatSeen)
+	}
 }
 
 var (
@@ -103,9 +117,9 @@ func progress(format string, args ...any) {
 
 func main() {
 	var o options
-	flag.StringVar(&o.mode, "mode", "fanout", "fanout or idle")
+	flag.StringVar(&o.mode, "mode", "fanout", "fanout, idle or storm")
 	flag.StringVar(&o.proto, "proto", "asocial", "asocial or centrifugo")
-	flag.StringVar(&o.url, "url", "ws://127.0.0.1:8080/api/chat", "WebSocket endpoint")
+	flag.StringVar(&o.url, "url", "ws://127.0.0.1:8080/api/chat", "WebSocket endpoint; a comma list spreads each room's connections over them (several server processes)")
 	flag.IntVar(&o.clients, "clients", 1000, "connections")
 	flag.IntVar(&o.rooms, "rooms", 1, "rooms (connection i joins room i % rooms)")
 	flag.Float64Var(&o.rate, "rate", 50, "chat frames per second per room")
@@ -114,7 +128,8 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "sending before the window, not counted")
 	flag.DurationVar(&o.settle, "settle", 2*time.Second, "quiet time after connecting")
 	flag.DurationVar(&o.drain, "drain", 3*time.Second, "wait for in-flight frames after the window")
-	flag.DurationVar(&o.hold, "hold", 120*time.Second, "idle mode: longest hold")
+	flag.DurationVar(&o.hold, "hold", 120*time.Second, "idle and storm modes: longest hold")
+	flag.DurationVar(&o.stormWindow, "storm-window", 10*time.Second, "storm mode: every connection leaves and comes back within this")
 	flag.IntVar(&o.concurrency, "concurrency", 64, "connections being opened at once")
 	flag.StringVar(&o.roomPrefix, "room-prefix", "bench", "room name prefix")
 	flag.StringVar(&o.runID, "run-id", strconv.FormatInt(time.Now().UnixNano()%1e9, 36), "unique per run")
@@ -137,6 +152,8 @@ func main() {
 		runFanout(&o, clients)
 	case "idle":
 		runIdle(&o, clients)
+	case "storm":
+		runStorm(&o, clients)
 	default:
 		fail("unknown -mode %q", o.mode)
 	}
@@ -227,7 +244,10 @@ func connectAll(o *options) ([]*client, int) {
 }
 
 func (c *client) open(o *options, dialer *websocket.Dialer) error {
-	u, err := url.Parse(o.url)
+	// Connection i is in room i % rooms: the members of each room alternate between
+	// the endpoints, so every room spans them all.
+	endpoints := strings.Split(o.url, ",")
+	u, err := url.Parse(endpoints[(c.idx/o.rooms)%len(endpoints)])
 	if err != nil {
 		return err
 	}
@@ -308,7 +328,7 @@ func (c *client) read(o *options) {
 				c.failed <- fmt.Errorf("closed before joining: %w", err)
 				return
 			}
-			if tearingDown.Load() {
+			if tearingDown.Load() || c.leaving.Load() {
 				return
 			}
 			code := -1 // -1: the TCP connection ended without a close frame
@@ -333,6 +353,9 @@ func (c *client) read(o *options) {
 			}
 			if bytes.Contains(data, keyChat) {
 				c.onChat(data, now)
+				c.sawChat(now)
+			} else {
+				presenceFrames.Add(1)
 			}
 			continue
 		}
@@ -360,6 +383,9 @@ func (c *client) read(o *options) {
 			}
 			if bytes.Contains(line, keyPayload) {
 				c.onChat(line, now)
+				c.sawChat(now)
+			} else {
+				presenceFrames.Add(1)
 			}
 		}
 	}
@@ -604,20 +630,7 @@ func nanToNil(m map[string]any) map[string]any {
 
 func runIdle(o *options, clients []*client) {
 	emit(map[string]any{"event": "idle_ready", "connected": len(clients)})
-	gone := make(chan struct{})
-	go func() {
-		r := bufio.NewReader(os.Stdin)
-		for {
-			if _, err := r.ReadString('\n'); err != nil {
-				close(gone)
-				return
-			}
-		}
-	}()
-	select {
-	case <-gone:
-	case <-time.After(o.hold):
-	}
+	waitStdin(o.hold)
 	still := int64(len(clients)) - closedConns.Load()
 	tearingDown.Store(true)
 	for _, c := range clients {
@@ -677,4 +690,23 @@ func connectQuantiles(clients []*client) map[string]float64 {
 		return times[i]
 	}
 	return map[string]float64{"p50": at(50), "p99": at(99), "max": times[len(times)-1]}
+}
+
+// waitStdin returns when standard input closes (the driver is done measuring), or
+// after hold.
+func waitStdin(hold time.Duration) {
+	gone := make(chan struct{})
+	go func() {
+		r := bufio.NewReader(os.Stdin)
+		for {
+			if _, err := r.ReadString('\n'); err != nil {
+				close(gone)
+				return
+			}
+		}
+	}()
+	select {
+	case <-gone:
+	case <-time.After(hold):
+	}
 }
