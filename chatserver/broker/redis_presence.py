@@ -35,14 +35,23 @@ redis.call('HDEL', KEYS[1], unpack(keys))
 return values
 """
 
-# KEYS: hash, zset. ARGV: key, expires, ttl_ms. Extends a record only if it exists.
+# KEYS: hash, zset. ARGV: expires, ttl_ms, then the keys of one room's records. Extends
+# each record only if it exists; returns the keys that were gone.
 _PRESENCE_TOUCH = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-return 1
+local gone = {}
+for i = 3, #ARGV do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
+    redis.call('ZADD', KEYS[2], ARGV[1], ARGV[i])
+  else
+    table.insert(gone, ARGV[i])
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return gone
 """
+TOUCH_BATCH = 1000
+"""Most records one touch call extends (a room with more takes several)."""
 
 # KEYS: hash, zset. ARGV: key, member, expires, ttl_ms
 _PRESENCE_SET = """
@@ -85,13 +94,24 @@ class RedisPresence:
         self, entries: Sequence[tuple[str, str]], *, expires_ms: int
     ) -> list[tuple[str, str]]:
         """Extend existing records; returns the entries that were gone. One round trip
-        per heartbeat, however many connections this process holds."""
+        per heartbeat, however many connections this process holds, and one script call
+        per room (per :data:`TOUCH_BATCH` records), not per connection."""
+        by_room: dict[str, list[str]] = {}
+        for channel, key in entries:
+            by_room.setdefault(channel, []).append(key)
+        calls: list[str] = []
         async with self._client.pipeline(transaction=False) as pipe:
-            for channel, key in entries:
-                args: list[bytes | str | int] = [key, expires_ms, KEYS_TTL_MS]
-                await self._touch(keys=redis_keys.presence(channel), args=args, client=pipe)
-            found = await self._call(pipe.execute())
-        return [entry for entry, ok in zip(entries, found, strict=True) if not ok]
+            for channel, keys in by_room.items():
+                for at in range(0, len(keys), TOUCH_BATCH):
+                    args: list[bytes | str | int] = [expires_ms, KEYS_TTL_MS]
+                    args.extend(keys[at : at + TOUCH_BATCH])
+                    await self._touch(keys=redis_keys.presence(channel), args=args, client=pipe)
+                    calls.append(channel)
+            answers = await self._call(pipe.execute())
+        gone: list[tuple[str, str]] = []
+        for channel, missing in zip(calls, answers, strict=True):
+            gone.extend((channel, key.decode()) for key in missing)
+        return gone
 
     async def remove(self, channel: str, *, key: str) -> None:
         data_key, exp_key = redis_keys.presence(channel)

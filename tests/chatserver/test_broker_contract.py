@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
-from chatserver.broker import offsets
+from chatserver.broker import offsets, redis_presence
 from chatserver.broker.base import Broker
 from chatserver.protocol import Member, StreamPosition
 from tests.chatserver import brokers
@@ -143,6 +143,24 @@ async def test_a_refresh_extends_records_and_never_revives_removed_ones(broker: 
     assert missing == [("r2", "c2")]
     assert await broker.presence_list("r1", now_ms=at + 30_000) == [Member("a")]
     assert await broker.presence_list("r2", now_ms=at + 30_000) == []
+
+
+async def test_a_refresh_of_many_records_in_one_room_finds_each_gone_one(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A room's records are refreshed in batches (Redis: one script call per batch):
+    across batch boundaries every record is extended and every removed one reported."""
+    monkeypatch.setattr(redis_presence, "TOUCH_BATCH", 2)
+    at = now_ms()
+    keys = [f"c{n}" for n in range(5)]
+    for n, key in enumerate(keys):
+        await broker.presence_set("r", key=key, member=Member(f"u{n}"), expires_ms=at + 10)
+    for key in ("c1", "c4"):
+        await broker.presence_remove("r", key=key)
+    missing = await broker.presence_refresh([("r", k) for k in keys], expires_ms=at + 60_000)
+    assert sorted(missing) == [("r", "c1"), ("r", "c4")]
+    live = await broker.presence_list("r", now_ms=at + 30_000)
+    assert sorted(m.user_id for m in live) == ["u0", "u2", "u3"]
 
 
 async def test_a_counter_counts_within_its_window_per_key(broker: Broker) -> None:
