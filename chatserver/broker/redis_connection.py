@@ -34,6 +34,16 @@ PROBE_INTERVAL_S = 0.2
 OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 """Errors that mean Redis did not answer (down, unreachable, too slow)."""
 
+POOL_SIZE = 256
+"""Connections one client keeps to Redis at most. Set, not left to redis-py: its default
+went from unbounded to 100 (8.x), past which a command fails at once with a
+``ConnectionError`` that would read as an outage."""
+
+COMMANDS_AT_ONCE = 128
+"""Commands one ``Link`` has in flight at once; the rest wait their turn (a burst of
+joins or publishes queues here instead of opening connections without end, or failing
+on a full pool)."""
+
 _NOT_A_MASTER = ("READONLY", "NOREPLICAS", "read only replica")
 
 
@@ -66,6 +76,7 @@ def connect(
         "socket_connect_timeout": 2.0,
         "socket_timeout": timeout_s,
         "socket_keepalive": True,
+        "max_connections": POOL_SIZE,
         "health_check_interval": 10,
         "client_name": "asocial-chat",
         "retry": Retry(NoBackoff(), 1),
@@ -113,7 +124,8 @@ class Link:
     on a fresh connection (see :func:`connect`), and otherwise fails fast: a command
     that times out or loses its connection marks Redis down, and until a probe (a PING
     every :data:`PROBE_INTERVAL_S`) gets an answer, commands fail at once instead of
-    each waiting out the timeout. An outage, or a refusal saying the server is not the
+    each waiting out the timeout. At most :data:`COMMANDS_AT_ONCE` commands are in
+    flight; the others wait for a slot. An outage, or a refusal saying the server is not the
     master, has the follower ask the sentinels where the master is. When a probe gets
     an answer, the :meth:`on_answer` callbacks run."""
 
@@ -126,6 +138,7 @@ class Link:
         )
         self.up = True
         """False from an outage until a probe gets an answer."""
+        self._slots = asyncio.Semaphore(COMMANDS_AT_ONCE)
         self._probe: asyncio.Task[None] | None = None
         self._on_answer: list[Callable[[], None]] = []
 
@@ -155,7 +168,14 @@ class Link:
                 awaitable.close()
             raise BrokerUnavailable("redis is not answering")
         try:
-            return await awaitable
+            async with self._slots:
+                if not self.up:  # marked down while this command waited its turn
+                    raise BrokerUnavailable("redis is not answering")
+                return await awaitable
+        except BrokerUnavailable:
+            if asyncio.iscoroutine(awaitable):
+                awaitable.close()
+            raise
         except OUTAGE as exc:
             self.mark_down()
             self.ask_sentinels()

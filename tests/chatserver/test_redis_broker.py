@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.exceptions import ReadOnlyError, RedisError, ResponseError
 
+from chatserver.broker import redis_connection
 from chatserver.broker.base import BrokerUnavailable
 from chatserver.broker.redis_broker import RedisBroker
 from chatserver.broker.redis_connection import not_a_master
 from chatserver.broker.redis_keys import channel as _chan
 from chatserver.broker.redis_url import RedisURLError, parse_sentinel, scheme
 from chatserver.metrics import Metrics
+from chatserver.protocol import Member
 from tests.chatserver.traffic import eventually
 from tests.fixtures.processes import RedisProcess
 
@@ -121,3 +123,27 @@ async def test_a_move_heard_while_the_subscriber_is_down_is_said_once_it_is_back
     redis_server.start()
     await eventually(lambda: bool(said), timeout=10, what="the subscriber back")
     assert said == [True]
+
+
+async def test_a_burst_beyond_the_pool_queues_and_is_never_taken_for_an_outage(
+    broker: RedisBroker,
+) -> None:
+    """Thousands of users leaving at once each remove a record and read the room: far
+    more commands at once than connections in the pool. All are answered, Redis is not
+    marked down, and the pool stays within its size."""
+    channel, at = "burst", 1_000_000
+
+    async def one(n: int) -> None:
+        member = Member(f"u{n}")
+        await broker.presence_set(channel, key=f"k{n}", member=member, expires_ms=at + 60_000)
+        await broker.presence_remove(channel, key=f"k{n}")
+        await broker.presence_list(channel, now_ms=at)
+
+    burst = 1024  # several times any pool
+    results = await asyncio.gather(*(one(n) for n in range(burst)), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert failures == [], f"{len(failures)} of {burst} failed, first: {failures[0]!r}"
+    assert broker.connected
+    assert await broker.presence_list(channel, now_ms=at) == []
+    pool = broker._client.connection_pool
+    assert len(pool._available_connections) <= redis_connection.COMMANDS_AT_ONCE
