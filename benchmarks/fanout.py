@@ -26,7 +26,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -38,14 +37,11 @@ from typing import Any
 
 import redis
 
-from benchmarks import fanout_procs
 from benchmarks.fanout_procs import (
     CACHE,
-    CENTRIFUGO_MODULE,
     BenchError,
     CpuSample,
     Proc,
-    build_loadgen,
     centrifugo_binary,
     child_setup,
     cpu_percent,
@@ -53,8 +49,10 @@ from benchmarks.fanout_procs import (
     free_port,
     pinned,
     python,
+    ready_loadgen,
     redis_server,
     rss_kib,
+    run_record,
     say,
     spawn,
     wait_port,
@@ -546,20 +544,18 @@ def parse(argv: list[str] | None) -> Options:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse(argv)
-    fanout_procs.NICE = opts.nice
-    started = time.time()
-    try:
-        loadgen = build_loadgen()
-    except BenchError as exc:
-        say(f"cannot build the load generator: {exc}")
+    loadgen = ready_loadgen(opts.nice)
+    if loadgen is None:
         return 2
+    started = time.time()
     say(
         f"fan-out: {opts.clients} clients in {opts.rooms} room(s), {opts.rate:g} frames/s per "
         f"room, {opts.duration:g}s measured; idle: {opts.idle} connections in "
         f"{opts.idle_rooms} rooms; peers: {', '.join(opts.peers)}; "
         f"pinning: {'server CPU 1, load+redis CPU 0' if opts.pin else 'off'}; nice {opts.nice}"
     )
-    say(f"load average at start: {os.getloadavg()[0]:.2f} (other work on the machine skews all)")
+    load_at_start = os.getloadavg()[0]
+    say(f"load average at start: {load_at_start:.2f} (other work on the machine skews all)")
     results: dict[str, dict[str, Any]] = {}
     for name in opts.peers:
         peer = PEER_TABLE[name]
@@ -584,17 +580,14 @@ def main(argv: list[str] | None = None) -> int:
             res["error"] = str(exc)
     peer_ratios = ratios(results)
     report: dict[str, Any] = {
-        "command": " ".join(
-            ["python -m benchmarks.fanout", *(sys.argv[1:] if argv is None else argv)]
+        **run_record(
+            "benchmarks.fanout",
+            argv,
+            started=started,
+            load_at_start=load_at_start,
+            centrifugo_version=opts.centrifugo_version,
         ),
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_average_at_start": os.getloadavg()[0],
-        },
         "options": {k: str(v) for k, v in dataclasses.asdict(opts).items()},
-        "centrifugo": f"{CENTRIFUGO_MODULE}@{opts.centrifugo_version}",
         "results": results,
         "ratios_asocial_over_peer": peer_ratios,
         "targets": {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import platform
 import resource
 import shutil
 import socket
@@ -13,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("ASOCIAL_BENCH_CACHE", Path.home() / ".cache" / "asocial" / "bench"))
@@ -227,3 +229,38 @@ def centrifugo_binary(version: str, *, build: bool) -> Path:
 
 def python() -> str:
     return sys.executable
+
+
+def run_record(
+    module: str,
+    argv: list[str] | None,
+    *,
+    started: float,
+    load_at_start: float,
+    centrifugo_version: str,
+) -> dict[str, Any]:
+    """What every benchmark's JSON begins with: the command, when it ran, the machine and
+    its load average at the start and the end, and the peer's version."""
+    return {
+        "command": " ".join([f"python -m {module}", *(sys.argv[1:] if argv is None else argv)]),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": os.getloadavg()[0],
+        },
+        "centrifugo": f"{CENTRIFUGO_MODULE}@{centrifugo_version}",
+    }
+
+
+def ready_loadgen(nice: int) -> Path | None:
+    """Give every process the benchmark starts the priority ``nice``, and build the load
+    generator; None, having said why, when it cannot be built."""
+    global NICE
+    NICE = nice
+    try:
+        return build_loadgen()
+    except BenchError as exc:
+        say(f"cannot build the load generator: {exc}")
+        return None

@@ -18,14 +18,12 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import fanout, fanout_procs
-from benchmarks.fanout_procs import CACHE, CENTRIFUGO_MODULE, BenchError, build_loadgen, say
+from benchmarks import fanout
+from benchmarks.fanout_procs import CACHE, BenchError, ready_loadgen, run_record, say
 
 
 def passed(step: dict[str, Any], p99_ms: float) -> bool:
@@ -112,27 +110,20 @@ def main(argv: list[str] | None = None) -> int:
             *("--idle", "0", "--peers", a.peers, "--servers", str(a.servers)),
         ]
     )
-    fanout_procs.NICE = base.nice
-    try:
-        loadgen = build_loadgen()
-    except BenchError as exc:
-        say(f"cannot build the load generator: {exc}")
+    loadgen = ready_loadgen(base.nice)
+    if loadgen is None:
         return 2
     started, load_at_start = time.time(), os.getloadavg()[0]
     say(f"load average at start: {load_at_start:.2f} (other work on the machine skews all)")
     results = {name: sweep(name, rates, base, loadgen, a.p99_ms) for name in base.peers}
     report = {
-        "command": " ".join(
-            ["python -m benchmarks.saturation", *(sys.argv[1:] if argv is None else argv)]
+        **run_record(
+            "benchmarks.saturation",
+            argv,
+            started=started,
+            load_at_start=load_at_start,
+            centrifugo_version=base.centrifugo_version,
         ),
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_average_at_start": load_at_start,
-            "load_average_at_end": os.getloadavg()[0],
-        },
-        "centrifugo": f"{CENTRIFUGO_MODULE}@{base.centrifugo_version}",
         "pass": {"p99_ms": a.p99_ms, "delivered": "every frame to every receiver"},
         "results": results,
     }

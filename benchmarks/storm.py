@@ -21,8 +21,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
-import sys
 import threading
 import time
 from pathlib import Path
@@ -31,11 +29,11 @@ from typing import Any
 from benchmarks import fanout, fanout_procs
 from benchmarks.fanout_procs import (
     CACHE,
-    CENTRIFUGO_MODULE,
     BenchError,
-    build_loadgen,
     cpu_percent,
     cpu_sample,
+    ready_loadgen,
+    run_record,
     say,
 )
 
@@ -158,11 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
     )
     opts = dataclasses.replace(opts, rate=a.rate)
-    fanout_procs.NICE = opts.nice
-    try:
-        loadgen = build_loadgen()
-    except BenchError as exc:
-        say(f"cannot build the load generator: {exc}")
+    loadgen = ready_loadgen(opts.nice)
+    if loadgen is None:
         return 2
     started, load_at_start = time.time(), os.getloadavg()[0]
     say(
@@ -178,17 +173,13 @@ def main(argv: list[str] | None = None) -> int:
             say(f"   {name} failed: {exc}")
             results[name] = {"error": str(exc)}
     report = {
-        "command": " ".join(
-            ["python -m benchmarks.storm", *(sys.argv[1:] if argv is None else argv)]
+        **run_record(
+            "benchmarks.storm",
+            argv,
+            started=started,
+            load_at_start=load_at_start,
+            centrifugo_version=opts.centrifugo_version,
         ),
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_average_at_start": load_at_start,
-            "load_average_at_end": os.getloadavg()[0],
-        },
-        "centrifugo": f"{CENTRIFUGO_MODULE}@{opts.centrifugo_version}",
         "target_back_s": TARGET_BACK_S,
         "results": results,
     }

@@ -187,20 +187,10 @@ func connectAll(o *options) ([]*client, int) {
 	var wg sync.WaitGroup
 	var opened atomic.Int64
 	start := time.Now()
-	stopProgress := make(chan struct{})
-	go func() {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-stopProgress:
-				return
-			case <-t.C:
-				progress("  connecting: %d/%d open, %d failed (%.0fs)",
-					opened.Load(), o.clients, failed.Load(), time.Since(start).Seconds())
-			}
-		}
-	}()
+	stopProgress := everySecond(func() {
+		progress("  connecting: %d/%d open, %d failed (%.0fs)",
+			opened.Load(), o.clients, failed.Load(), time.Since(start).Seconds())
+	})
 	deadline := time.Now().Add(o.connectMax)
 	var firstErr atomic.Value
 	for i := 0; i < o.clients; i++ {
@@ -709,4 +699,22 @@ func waitStdin(hold time.Duration) {
 	case <-gone:
 	case <-time.After(hold):
 	}
+}
+
+// everySecond calls report once a second until the returned channel is closed.
+func everySecond(report func()) chan struct{} {
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				report()
+			}
+		}
+	}()
+	return stop
 }

@@ -122,20 +122,10 @@ func runStorm(o *options, clients []*client) {
 			clients[i] = c
 		}(i, old)
 	}
-	stopProgress := make(chan struct{})
-	go func() {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-stopProgress:
-				return
-			case <-t.C:
-				progress("  storm: %d/%d back, %d failed (%.0fs)",
-					back.Load(), len(clients), failed.Load(), time.Since(start).Seconds())
-			}
-		}
-	}()
+	stopProgress := everySecond(func() {
+		progress("  storm: %d/%d back, %d failed (%.0fs)",
+			back.Load(), len(clients), failed.Load(), time.Since(start).Seconds())
+	})
 	wg.Wait()
 	close(stopProgress)
 	emit(map[string]any{"event": "storm_end", "t_ns": time.Now().UnixNano()})
