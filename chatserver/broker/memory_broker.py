@@ -90,7 +90,7 @@ class MemoryBroker(Broker):
         assert entry is not None
         history = stream.history()
         history[stream.top] = (timestamp_ms, entry)
-        aged = timestamp_ms - max(keep_ms, offsets.HISTORY_KEEP_MS)
+        aged = timestamp_ms - offsets.history_keep_ms(keep_ms)
         while history:
             oldest, (ts, _) = next(iter(history.items()))
             if len(history) > offsets.HISTORY_CAP:

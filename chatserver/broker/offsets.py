@@ -33,6 +33,12 @@ Sentinel failover (seconds, up to a dozen measured while sentinels disagreed) st
 finds every frame it missed and delivers it late rather than never. Bounded by
 :data:`HISTORY_CAP` too."""
 
+
+def history_keep_ms(fade_ms: int) -> int:
+    """How long the history keeps a frame when the fade window is ``fade_ms``."""
+    return max(fade_ms, HISTORY_KEEP_MS)
+
+
 SEQUENCE_TTL_MS = 86_400_000
 """How long a room's epoch and counter outlive its last frame: an idle room keeps its
 epoch, so a client back after a pause is told "nothing missed", not "history lost"."""

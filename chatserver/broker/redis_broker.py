@@ -200,8 +200,8 @@ class RedisBroker(Broker):
             offsets.new_epoch(),
             offsets.HISTORY_CAP,
             offsets.SEQUENCE_TTL_MS,
-            sent.timestamp_ms - max(sent.keep_ms, offsets.HISTORY_KEEP_MS),
-            max(sent.keep_ms, offsets.HISTORY_KEEP_MS),
+            sent.timestamp_ms - offsets.history_keep_ms(sent.keep_ms),
+            offsets.history_keep_ms(sent.keep_ms),
         ]
         return self._publish_recent(keys=keys, args=args)
 
@@ -240,17 +240,8 @@ class RedisBroker(Broker):
     async def _published_in(self, channel: str) -> set[bytes]:
         """Every frame the room's history holds now, as it was given to the publish
         script (without the offset the script put in)."""
-        room = RoomKeys(channel)
-        args: list[str | int] = [
-            offsets.new_epoch(),
-            offsets.SEQUENCE_TTL_MS,
-            "",
-            0,
-        ]  # no epoch: all of it
-        _, _, values = await self._call(
-            self._history(keys=[room.sequence, room.history], args=args)
-        )
-        return {offsets.published(entry.frame) for entry in _entries(values)}
+        everything = await self.history(channel, after=StreamPosition("", 0))  # no epoch
+        return {offsets.published(entry.frame) for entry in everything.entries}
 
     async def replay(
         self,
