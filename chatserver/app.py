@@ -37,6 +37,7 @@ from chatserver.protocol import ErrorCode
 from chatserver.runtime import Runtime
 from chatserver.settings import Settings
 from chatserver.signouts import SignOuts
+from chatserver.tasks import cancel_and_wait
 from chatserver.throttle import CHAT_PATH, KINDS, Throttle, ThrottleMiddleware, route_path
 
 log = logging.getLogger(__name__)
@@ -212,9 +213,7 @@ def create_app(settings: Settings | None = None) -> ChatApp:
             yield
         finally:
             await runtime.drain(settings.shutdown_grace_seconds)
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            await cancel_and_wait(heartbeat)
             await runtime.hub.close()
             await runtime.broker.close()
             await runtime.accounts.store.close()

@@ -17,7 +17,6 @@ May use: ``broker``, ``protocol``, ``metrics``, ``wire``, ``ordering``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from chatserver.broker.base import BrokerUnavailable, PubSub
 from chatserver.metrics import Metrics
 from chatserver.ordering import RoomOrder
 from chatserver.protocol import FrameType, MissedReason, StreamPosition
+from chatserver.tasks import cancel_and_wait
 from chatserver.wire import Outgoing
 
 log = logging.getLogger(__name__)
@@ -131,14 +131,9 @@ class Hub:
                 order.prune(now)
 
     async def close(self) -> None:
-        if self._pruner is not None:
-            self._pruner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pruner
+        await cancel_and_wait(self._pruner)
         for task in list(self._recoveries.values()):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     def channels(self) -> list[str]:
         return list(self._rooms)

@@ -99,7 +99,8 @@ class Presence:
         """Heartbeat forever; broker outages are logged and retried on the next beat."""
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.heartbeat_s)
+                async with asyncio.timeout(self.heartbeat_s):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.beat()

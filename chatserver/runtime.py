@@ -102,5 +102,6 @@ class Runtime:
     async def _wait_idle(self, timeout: float) -> bool:
         if self.sessions:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.idle.wait(), timeout=timeout)
+                async with asyncio.timeout(timeout):
+                    await self.idle.wait()
         return not self.sessions

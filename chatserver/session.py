@@ -204,7 +204,8 @@ class Session:
             if self._closing and self._writer is not None:
                 # We are closing: let the writer flush what is queued and the close frame.
                 # (A client that hung up has nothing left to receive: leave at once.)
-                await asyncio.wait_for(asyncio.shield(self._writer), timeout=_left(deadline))
+                async with asyncio.timeout(_left(deadline)):
+                    await asyncio.shield(self._writer)
             if self._closing and self._control is not None:
                 # Wait for the peer's answer to our close: a socket closed while the peer
                 # is still sending (typing) is reset, and the reset destroys the close

@@ -230,7 +230,8 @@ class PreparedFrameProtocol(WebSocketsSansIOProtocol):
         if self._closed is None:
             self._closed = self.loop.create_future()
         try:
-            await asyncio.wait_for(asyncio.shield(self._closed), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._closed)
         except TimeoutError:
             return False
         return True

@@ -116,7 +116,8 @@ class RedisBroker(Broker):
 
     async def checks(self) -> Mapping[str, bool]:
         try:
-            pong = await asyncio.wait_for(self._client.ping(), timeout=1.0)
+            async with asyncio.timeout(1.0):
+                pong = await self._client.ping()
         except (RedisError, OSError, TimeoutError):
             pong = False
         return {"redis": bool(pong), "pubsub": self.subscriber.connected}

@@ -8,7 +8,6 @@ how the broker notices an outage and its end.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -24,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from chatserver.broker import redis_url
 from chatserver.broker.base import BrokerUnavailable
 from chatserver.broker.sentinel_follower import FollowingPool, MasterFollower
+from chatserver.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -151,10 +151,7 @@ class Link:
             self.follower.start()
 
     async def close(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
+        await cancel_and_wait(self._probe)
         if self.follower is not None:
             await self.follower.close()
         await close_client(self.subscriber)

@@ -29,6 +29,7 @@ from chatserver.broker.base import BrokerUnavailable
 from chatserver.broker.redis_connection import Link
 from chatserver.broker.redis_keys import CONTROL_CHANNEL
 from chatserver.metrics import Metrics
+from chatserver.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +96,7 @@ class Subscriber:
         self._reader = asyncio.create_task(self._read_forever(), name="redis-subscriber")
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        await cancel_and_wait(self._reader)
 
     def move(self) -> None:
         """The sentinels named a new master: leave the old one now."""
@@ -123,7 +121,8 @@ class Subscriber:
         try:
             await pubsub.subscribe(redis_keys.channel(channel))
             # Wait for Redis to confirm, so a frame published right after we return is seen.
-            await asyncio.wait_for(event.wait(), timeout=SUBSCRIBE_WAIT_S)
+            async with asyncio.timeout(SUBSCRIBE_WAIT_S):
+                await event.wait()
         except (RedisError, OSError, TimeoutError) as exc:
             raise BrokerUnavailable(f"cannot subscribe: {type(exc).__name__}") from exc
 
@@ -195,7 +194,8 @@ class Subscriber:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     # The probe cuts the backoff short as soon as Redis answers again.
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
             finally:
                 self._pubsub = None
                 with contextlib.suppress(Exception):

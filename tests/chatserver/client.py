@@ -11,6 +11,8 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from chatserver.tasks import within
+
 
 class Client:
     def __init__(self, conn: ClientConnection) -> None:
@@ -20,7 +22,7 @@ class Client:
         await self.conn.send(frame if isinstance(frame, str | bytes) else json.dumps(frame))
 
     async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
-        raw = await asyncio.wait_for(self.conn.recv(), timeout)
+        raw = await within(timeout, self.conn.recv())
         frame = json.loads(raw)
         assert isinstance(frame, dict)
         return frame

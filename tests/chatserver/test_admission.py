@@ -15,6 +15,7 @@ from starlette.websockets import WebSocket
 from chatserver import admission, session
 from chatserver.app import build_runtime
 from chatserver.settings import Settings
+from chatserver.tasks import within
 
 
 class HeldServer:
@@ -81,7 +82,7 @@ async def test_simultaneous_handshakes_of_one_user_never_exceed_the_per_user_lim
     assert len(admitted) == 16
     for s in admitted:
         s.hang_up()
-    await asyncio.wait_for(asyncio.gather(*tasks), timeout=10)
+    await within(10, asyncio.gather(*tasks))
     assert runtime.per_user == {}
     assert not runtime.sessions
 

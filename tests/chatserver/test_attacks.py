@@ -26,6 +26,7 @@ import jwt
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from chatserver.tasks import cancel_and_wait
 from tests.chatserver.client import Client, client, joined
 from tests.chatserver.traffic import (
     Collector,
@@ -590,9 +591,7 @@ async def test_a_joiner_never_receives_a_frame_twice(chat_server: ChatFactory) -
                 assert len(keys) == len(set(keys)), f"join {j} got a frame twice"
         finally:
             stop.set()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
             await own.stop()
 
 

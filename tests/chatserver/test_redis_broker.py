@@ -147,3 +147,19 @@ async def test_a_burst_beyond_the_pool_queues_and_is_never_taken_for_an_outage(
     assert await broker.presence_list(channel, now_ms=at) == []
     pool = broker._client.connection_pool
     assert len(pool._available_connections) <= redis_connection.COMMANDS_AT_ONCE
+
+
+async def test_a_subscriber_woken_as_it_is_closed_still_closes(
+    broker: RedisBroker, redis_server: RedisProcess
+) -> None:
+    """Redis answering again wakes a subscriber out of its backoff; a close in the same
+    instant (a broker shut down just as Redis came back) must still end it, not be
+    swallowed by the wake so that the subscriber reads on and the close waits forever."""
+    redis_server.stop()
+    await eventually(lambda: not broker.subscriber.connected, timeout=10, what="the loss")
+    await asyncio.sleep(0.05)  # into its backoff
+    broker.subscriber.wake()  # what the probe does when Redis answers again
+    closing = asyncio.create_task(broker.subscriber.close())
+    done, _ = await asyncio.wait({closing}, timeout=5)
+    assert closing in done, "the close waits on a subscriber that reads on"
+    await closing

@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 from chatserver import wire
 from chatserver.app import create_app
 from chatserver.settings import Settings
+from chatserver.tasks import within
 from chatserver.transport import Flag, Inbox, PreparedFrameProtocol
 from tests.chatserver.client import client
 from tests.fixtures.processes import free_port
@@ -38,7 +39,7 @@ async def serving(app: Any, ws: Any) -> AsyncIterator[int]:
         yield port
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, timeout=15)
+        await within(15, task)
 
 
 class Probe:
@@ -69,9 +70,9 @@ async def test_prepared_frames_reach_the_client_in_order_with_asgi_sends() -> No
     probe = Probe()
     async with serving(probe, PreparedFrameProtocol) as port:
         async with client(f"ws://127.0.0.1:{port}/") as c:
-            assert await asyncio.wait_for(c.conn.recv(), 5) == "héllo, prepared"
-            assert await asyncio.wait_for(c.conn.recv(), 5) == "and ordinary"
-        await asyncio.wait_for(probe.done.wait(), 5)
+            assert await within(5, c.conn.recv()) == "héllo, prepared"
+            assert await within(5, c.conn.recv()) == "and ordinary"
+        await within(5, probe.done.wait())
     assert probe.writer is not None, "asocial-chat's transport must offer the writer"
     assert probe.after_close is False, "a closed connection must refuse prepared frames"
 
@@ -80,8 +81,8 @@ async def test_other_servers_offer_no_writer() -> None:
     probe = Probe()
     async with serving(probe, "websockets-sansio") as port:
         async with client(f"ws://127.0.0.1:{port}/") as c:
-            assert await asyncio.wait_for(c.conn.recv(), 5) == "and ordinary"
-        await asyncio.wait_for(probe.done.wait(), 5)
+            assert await within(5, c.conn.recv()) == "and ordinary"
+        await within(5, probe.done.wait())
     assert probe.writer is None
 
 
@@ -114,7 +115,7 @@ async def test_inbox_hands_items_over_in_order_and_wakes_its_reader() -> None:
     assert not reader.done()
     inbox.put_nowait("a")
     inbox.put_nowait("b")
-    assert await asyncio.wait_for(reader, 1) == "a"
+    assert await within(1, reader) == "a"
     assert not inbox.empty()
     assert await inbox.get() == "b"
     assert inbox.empty()
@@ -122,16 +123,16 @@ async def test_inbox_hands_items_over_in_order_and_wakes_its_reader() -> None:
     await asyncio.sleep(0)
     cancelled.cancel()
     inbox.put_nowait("c")  # a cancelled reader must not swallow it
-    assert await asyncio.wait_for(inbox.get(), 1) == "c"
+    assert await within(1, inbox.get()) == "c"
 
 
 async def test_flag_wakes_every_waiter_when_set() -> None:
     flag = Flag(True)
-    await asyncio.wait_for(flag.wait(), 1)
+    await within(1, flag.wait())
     flag.clear()
     waiters = [asyncio.create_task(flag.wait()) for _ in range(3)]
     await asyncio.sleep(0)
     assert not any(w.done() for w in waiters)
     flag.set()
-    await asyncio.wait_for(asyncio.gather(*waiters), 1)
+    await within(1, asyncio.gather(*waiters))
     assert flag.is_set()

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from chatserver.tasks import cancel_and_wait
 from tests.chatserver.client import Client
 from tests.fixtures.processes import ChatProcess
 
@@ -115,9 +116,7 @@ class Collector:
         return sum(1 for f in self.frames if f["type"] == "error" and f["code"] == code)
 
     async def stop(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
 
 
 async def ready(server: ChatProcess) -> tuple[int, dict[str, Any]]:
