@@ -26,7 +26,8 @@ async def test_a_wait_cancelled_as_its_event_fires_is_still_cancelled() -> None:
     event.set()
     task.cancel()
     done, _ = await asyncio.wait({task}, timeout=2)
-    assert task in done and task.cancelled(), "the cancellation was lost to the wake"
+    assert task in done, "the cancellation was lost to the wake"
+    assert task.cancelled()
 
 
 async def test_within_gives_the_result_or_times_out() -> None:
