@@ -18,7 +18,8 @@ times, interleaved so that drift on the machine hits every path alike:
 For each it reports the time from dialling to ``user_sync`` (TCP, TLS, the upgrade
 through the proxy, the join; ``--concurrency`` connections opened at once), the
 end-to-end latency of keystroke frames (sender to each receiver in the room), and the CPU
-the backend pods and Traefik spent per delivered frame. The instance's per-client limit
+the backend pods, Traefik and the load generator itself spent per delivered frame (on two
+cores the load generator competes with what it measures). The instance's per-client limit
 is off: every client comes from this machine's one address. ``--keep`` leaves the
 instance running afterwards.
 """
@@ -31,12 +32,13 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.fanout_procs import CLK_TCK, REPO, BenchError, build_loadgen, say
+from benchmarks.fanout_procs import CLK_TCK, REPO, BenchError, build_loadgen, run_record, say
 
 NAMESPACE = "asocial-bench-edge"
 HOST = "bench-edge.devcluster.test"
@@ -180,7 +182,6 @@ def run_once(
     loadgen: Path, target: Target, opts: argparse.Namespace, round_: int
 ) -> dict[str, Any]:
     pids = edge_pids()
-    before = {part: cpu_seconds(p) for part, p in pids.items()}
     args = [
         str(loadgen),
         *target.args,
@@ -192,15 +193,12 @@ def run_once(
         "-room-prefix", f"edge-{target.name}-{round_}",
     ]  # fmt: skip
     say(f"round {round_}, {target.name}: {opts.clients} clients in {opts.rooms} rooms")
-    done = subprocess.run(args, capture_output=True, text=True, timeout=600, check=False)
-    after = {part: cpu_seconds(p) for part, p in pids.items()}
-    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    events, cpu, cpu_run, stderr = _drive(args, pids)
     ready: dict[str, Any] = next((e for e in events if e.get("event") == "ready"), {})
     result = next((e for e in events if e.get("event") == "result"), None)
-    if done.returncode != 0 or result is None or not ready.get("connected"):
-        raise BenchError(f"{target.name}: the load generator failed:\n{done.stderr[-1500:]}")
+    if result is None or not ready.get("connected") or not cpu:
+        raise BenchError(f"{target.name}: the load generator failed:\n{stderr[-1500:]}")
     delivered = max(int(result["delivered"]), 1)
-    cpu = {part: after[part] - before[part] for part in before}
     return {
         "path": target.name,
         "round": round_,
@@ -212,13 +210,56 @@ def run_once(
         "deliveries_per_s": result["deliveries_per_s"],
         "cpu_seconds": cpu,
         "cpu_us_per_delivery": {k: 1e6 * v / delivered for k, v in cpu.items()},
+        "cpu_seconds_whole_run": cpu_run,
     }
+
+
+def _drive(
+    args: list[str], pids: dict[str, list[int]]
+) -> tuple[list[dict[str, Any]], dict[str, float], dict[str, float], str]:
+    """Run the load generator; its events, the CPU each part used in the measured window
+    (between its ``measure_start`` and ``measure_end``) and over the whole run
+    (connecting and leaving included), and its stderr."""
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True)
+        parts = {**pids, "loadgen": [proc.pid]}
+
+        def sample() -> dict[str, float]:
+            return {part: cpu_seconds(p) for part, p in parts.items()}
+
+        events: list[dict[str, Any]] = []
+        marks: dict[str, dict[str, float]] = {"start": sample()}
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if not line.startswith("{"):
+                    continue
+                event = json.loads(line)
+                events.append(event)
+                if event.get("event") in ("measure_start", "measure_end"):
+                    marks[event["event"]] = sample()
+                if event.get("event") == "result":
+                    marks["end"] = sample()  # before it exits and its ticks go
+            proc.wait(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        err.seek(0)
+        stderr = err.read()
+    if proc.returncode != 0 or not {"measure_start", "measure_end", "end"} <= marks.keys():
+        return events, {}, {}, stderr
+
+    def spent(a: str, b: str) -> dict[str, float]:
+        return {part: marks[b][part] - marks[a][part] for part in parts}
+
+    return events, spent("measure_start", "measure_end"), spent("start", "end"), stderr
 
 
 def table(results: list[dict[str, Any]]) -> str:
     rows = [
         "| path | round | connect p50 / p99 ms | keystroke p50 / p99 / max ms | delivered "
-        "| backend / Traefik µs CPU per delivery |",
+        "| backend / Traefik / load generator µs CPU per delivery |",
         "|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -227,7 +268,7 @@ def table(results: list[dict[str, Any]]) -> str:
             f"| {r['path']} | {r['round']} | {c['p50']:.1f} / {c['p99']:.1f} "
             f"| {lat['p50']:.1f} / {lat['p99']:.1f} / {lat['max']:.1f} "
             f"| {100 * r['delivered_fraction']:.1f} % "
-            f"| {cpu['backend']:.0f} / {cpu['traefik']:.0f} |"
+            f"| {cpu['backend']:.0f} / {cpu['traefik']:.0f} / {cpu['loadgen']:.0f} |"
         )
     return "\n".join(rows)
 
@@ -266,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("/tmp/asocial-bench-edge.json"))
     parser.add_argument("--keep", action="store_true", help="leave the instance running")
     opts = parser.parse_args(argv)
+    started, load_at_start = time.time(), os.getloadavg()[0]
     if opts.clients < 1 or opts.rooms < 1 or opts.rounds < 1:
         parser.error("--clients, --rooms and --rounds must be at least 1")
     try:
@@ -285,8 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     report = {
-        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "cpus": os.cpu_count(),
+        **run_record("benchmarks.edge", argv, started=started, load_at_start=load_at_start),
         "options": {k: str(v) for k, v in vars(opts).items()},
         "results": results,
     }

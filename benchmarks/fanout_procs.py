@@ -237,11 +237,11 @@ def run_record(
     *,
     started: float,
     load_at_start: float,
-    centrifugo_version: str,
+    centrifugo_version: str | None = None,
 ) -> dict[str, Any]:
     """What every benchmark's JSON begins with: the command, when it ran, the machine and
-    its load average at the start and the end, and the peer's version."""
-    return {
+    its load average at the start and the end, and the peer's version (if it ran one)."""
+    record: dict[str, Any] = {
         "command": " ".join([f"python -m {module}", *(sys.argv[1:] if argv is None else argv)]),
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "machine": {
@@ -250,8 +250,10 @@ def run_record(
             "load_average_at_start": load_at_start,
             "load_average_at_end": os.getloadavg()[0],
         },
-        "centrifugo": f"{CENTRIFUGO_MODULE}@{centrifugo_version}",
     }
+    if centrifugo_version is not None:
+        record["centrifugo"] = f"{CENTRIFUGO_MODULE}@{centrifugo_version}"
+    return record
 
 
 def ready_loadgen(nice: int) -> Path | None:

@@ -463,6 +463,14 @@ func runFanout(o *options, clients []*client) {
 	mEnd := mStart.Add(o.duration)
 	var sentInWindow, expectedInWindow, sendErrors, sentTotal atomic.Int64
 	var wg sync.WaitGroup
+	// Every sender of every room gets its own phase within one interval: users of
+	// different rooms do not type in step, so neither may the load (senders of all rooms
+	// firing at the same instant would measure the queue of one burst, not the latency).
+	totalSenders := 0
+	for _, members := range byRoom {
+		totalSenders += min(sendersPerRoom, len(members))
+	}
+	phase := 0
 	for _, members := range byRoom {
 		n := sendersPerRoom
 		if n > len(members) {
@@ -478,7 +486,8 @@ func runFanout(o *options, clients []*client) {
 			// Spread senders through the room and their first sends through one interval.
 			c := members[s*len(members)/n]
 			c.sender = true
-			offset := time.Duration(int64(interval) * int64(s) / int64(n))
+			offset := time.Duration(int64(interval) * int64(phase) / int64(totalSenders))
+			phase++
 			wg.Add(1)
 			go func(c *client, offset time.Duration) {
 				defer wg.Done()
