@@ -91,6 +91,9 @@ def apply_instance() -> None:
                 "replicas": 3,
                 "clientRateLimitPerMinute": 0,
             },
+            # Three pods throughout: the HPA would add pods under the connect bursts, and
+            # later rounds would then measure more processes than earlier ones.
+            "autoscaling": {"enabled": False},
             "redis": {"image": "devcluster.local/redis:7"},
             "ingress": {"enabled": False},
             "gateway": {
@@ -211,6 +214,7 @@ def run_once(
         "cpu_seconds": cpu,
         "cpu_us_per_delivery": {k: 1e6 * v / delivered for k, v in cpu.items()},
         "cpu_seconds_whole_run": cpu_run,
+        "processes": {part: len(p) for part, p in pids.items()},
     }
 
 
