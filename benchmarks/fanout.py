@@ -68,6 +68,7 @@ class Options:
     rooms: int
     rate: float
     senders: int
+    burst: int
     duration: float
     warmup: float
     idle: int
@@ -288,6 +289,7 @@ def fanout_phase(peer: Peer, loadgen: Path, opts: Options) -> dict[str, Any]:
         args = ["-mode", "fanout", "-proto", peer.proto, "-url", url]
         args += ["-clients", str(opts.clients), "-rooms", str(opts.rooms)]
         args += ["-rate", str(opts.rate), "-senders", str(opts.senders)]
+        args += ["-burst", str(opts.burst)]
         args += ["-duration", f"{opts.duration}s", "-warmup", f"{opts.warmup}s"]
         budget = 240 + opts.duration + opts.warmup + opts.clients / 50
         gen = Loadgen(loadgen, args, opts, timeout=budget)
@@ -490,6 +492,12 @@ def parse(argv: list[str] | None) -> Options:
     p.add_argument("--rooms", type=int, default=1, help="rooms for the fan-out (default 1)")
     p.add_argument("--rate", type=float, default=50, help="chat frames/s per room (default 50)")
     p.add_argument("--senders", type=int, default=0, help="senders per room (0: one per 10/s)")
+    p.add_argument(
+        "--burst",
+        type=int,
+        default=1,
+        help="frames a sender types in one go, 150 ms apart, then pauses (default 1: evenly)",
+    )
     p.add_argument("--duration", type=float, default=10, help="measured seconds (default 10)")
     p.add_argument("--warmup", type=float, default=2, help="unmeasured seconds first (default 2)")
     p.add_argument("--idle", type=int, default=10_000, help="idle connections (0 skips)")
@@ -520,6 +528,8 @@ def parse(argv: list[str] | None) -> Options:
         p.error(f"unknown peers: {', '.join(unknown)}")
     if min(a.clients, a.rooms) < 1 or a.clients < 2 * a.rooms or a.duration <= 0 or a.rate <= 0:
         p.error("need --clients >= 2 * --rooms >= 2, --duration > 0 and --rate > 0")
+    if a.burst < 1:
+        p.error("need --burst >= 1")
     if not 1 <= a.servers <= a.clients // a.rooms:
         p.error("need 1 <= --servers <= clients per room (each room spans every server)")
     return Options(
@@ -527,6 +537,7 @@ def parse(argv: list[str] | None) -> Options:
         rooms=a.rooms,
         rate=a.rate,
         senders=a.senders,
+        burst=a.burst,
         duration=a.duration,
         warmup=a.warmup,
         idle=a.idle,

@@ -66,6 +66,8 @@ type options struct {
 	caFile      string
 	connectTo   string
 	stormWindow time.Duration
+	burst       int
+	burstGap    time.Duration
 }
 
 type client struct {
@@ -124,6 +126,8 @@ func main() {
 	flag.IntVar(&o.rooms, "rooms", 1, "rooms (connection i joins room i % rooms)")
 	flag.Float64Var(&o.rate, "rate", 50, "chat frames per second per room")
 	flag.IntVar(&o.senders, "senders", 0, "senders per room (0: one per 10 frames/s)")
+	flag.IntVar(&o.burst, "burst", 1, "frames a sender types in one go (a line), -burst-gap apart, then a pause that keeps its average rate")
+	flag.DurationVar(&o.burstGap, "burst-gap", 150*time.Millisecond, "time between the keystrokes of a burst")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured window")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "sending before the window, not counted")
 	flag.DurationVar(&o.settle, "settle", 2*time.Second, "quiet time after connecting")
@@ -427,7 +431,7 @@ func (c *client) onChat(data []byte, now int64) {
 func (c *client) send(o *options, now int64) error {
 	c.nextID++
 	// Keystroke model: one message_id for 20 frames, like a user typing a line.
-	mid := fmt.Sprintf("b%s-%d-%d", o.runID, c.idx, c.nextID/20)
+	mid := fmt.Sprintf("b%s-%d-%d", o.runID, c.idx, (c.nextID-1)/20)
 	payload := fmt.Sprintf("%d:%d", now, c.idx)
 	var frame string
 	if o.proto == "asocial" {
@@ -480,19 +484,30 @@ func runFanout(o *options, clients []*client) {
 		if perSender <= 0 {
 			continue
 		}
-		interval := time.Duration(float64(time.Second) / perSender)
+		// A sender types -burst frames -burst-gap apart, then pauses: one period holds
+		// one burst and keeps the sender's average at perSender frames/s.
+		burst := max(o.burst, 1)
+		period := time.Duration(float64(time.Second) * float64(burst) / perSender)
+		gap := time.Duration(0)
+		if burst > 1 {
+			gap = o.burstGap
+		}
+		pause := period - time.Duration(burst-1)*gap
+		if pause <= 0 {
+			fail("-burst %d frames %s apart do not fit in %s (the sender's rate): lower -burst or -burst-gap", burst, gap, period)
+		}
 		receivers := int64(len(members) - 1)
 		for s := 0; s < n; s++ {
-			// Spread senders through the room and their first sends through one interval.
+			// Spread senders through the room and their first sends through one period.
 			c := members[s*len(members)/n]
 			c.sender = true
-			offset := time.Duration(int64(interval) * int64(phase) / int64(totalSenders))
+			offset := time.Duration(int64(period) * int64(phase) / int64(totalSenders))
 			phase++
 			wg.Add(1)
 			go func(c *client, offset time.Duration) {
 				defer wg.Done()
 				next := start.Add(offset)
-				for next.Before(mEnd) {
+				for typed := 1; next.Before(mEnd); typed++ {
 					if d := time.Until(next); d > 0 {
 						time.Sleep(d)
 					}
@@ -506,7 +521,11 @@ func runFanout(o *options, clients []*client) {
 						sentInWindow.Add(1)
 						expectedInWindow.Add(receivers)
 					}
-					next = next.Add(interval)
+					if typed%burst == 0 {
+						next = next.Add(pause)
+					} else {
+						next = next.Add(gap)
+					}
 				}
 			}(c, offset)
 		}
@@ -588,6 +607,7 @@ func runFanout(o *options, clients []*client) {
 		"connections":        len(clients),
 		"rooms":              len(byRoom),
 		"senders_per_room":   sendersPerRoom,
+		"burst":              max(o.burst, 1),
 		"window_s":           secs,
 		"sent":               sentInWindow.Load(),
 		"send_rate":          float64(sentInWindow.Load()) / secs,
